@@ -1,0 +1,1 @@
+//! The shop assistant (in progress).
