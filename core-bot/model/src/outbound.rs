@@ -14,6 +14,10 @@ pub struct OutboundMessage {
     pub body: OutboundBody,
     /// Telegram forum topic to answer in.
     pub thread_id: Option<i64>,
+    /// Messenger message tag (`HUMAN_AGENT`, `ACCOUNT_UPDATE`, ...) that lets
+    /// this message go out after the 24-hour window; sent as
+    /// `messaging_type: MESSAGE_TAG`. Ignored by other platforms.
+    pub message_tag: Option<String>,
 }
 
 impl OutboundMessage {
