@@ -26,6 +26,7 @@ impl OutboundMessage {
             conversation,
             body,
             thread_id: None,
+            message_tag: None,
         }
     }
 }
