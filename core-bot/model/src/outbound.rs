@@ -62,6 +62,16 @@ pub enum OutboundBody {
         callback_id: String,
         text: Option<String>,
     },
+    /// A WhatsApp message template approved in advance by Meta: the only
+    /// message WhatsApp delivers outside the 24-hour window. `parameters`
+    /// fill the body's `{{1}}`, `{{2}}`, ... in order; `language` is the
+    /// template's language code (`en_US`). Platforms without templates
+    /// refuse it with `RenderError::Unsupported`.
+    Template {
+        name: String,
+        language: String,
+        parameters: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
