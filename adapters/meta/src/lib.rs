@@ -7,10 +7,12 @@
 //! Sans-IO like the adapters: no sockets, clocks or environment. It must not
 //! know either product's message shapes; those stay in their own adapter.
 
+mod digest;
 mod graph;
 mod handshake;
 mod signature;
 
+pub use digest::content_digest;
 pub use graph::{GraphError, classify_graph_response, graph_error};
 pub use handshake::answer_handshake;
 pub use signature::{LEGACY_SIGNATURE_HEADER, SIGNATURE_HEADER, sign, verify_signature};
