@@ -9,7 +9,8 @@
 //!
 //! It is sans-IO: no sockets, clocks or environment. It must not decide what
 //! the bot says, and it must never put the bot token anywhere but the
-//! [`RequestAuth::PathToken`] the sender expands at the last moment.
+//! [`switchboard_model::RequestAuth::PathToken`] the sender expands at the
+//! last moment.
 
 mod channel;
 mod classify;
@@ -35,9 +36,9 @@ pub use verify::SECRET_TOKEN_HEADER;
 pub fn capabilities() -> Capabilities {
     Capabilities {
         max_text_chars: render::MAX_TEXT_UNITS,
-        // Telegram's limit for one inline keyboard.
-        max_buttons: 100,
-        max_quick_replies: 100,
+        max_buttons: render::MAX_BUTTONS,
+        // Quick replies are inline buttons too on Telegram.
+        max_quick_replies: render::MAX_BUTTONS,
         max_button_title_chars: render::MAX_BUTTON_TITLE_CHARS,
         max_list_rows: 0,
         supports_lists: false,
@@ -109,5 +110,101 @@ impl PlatformAdapter for TelegramAdapter {
 
     fn classify(&self, status: u16, retry_after: Option<&str>, body: &[u8]) -> SendOutcome {
         classify::classify(status, retry_after, body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_model::{SecretString, verify};
+
+    fn adapter() -> TelegramAdapter {
+        TelegramAdapter::new(TelegramChannel {
+            id: ChannelId::new("shop-telegram").unwrap(),
+            bot_token: SecretString::from("123456:AAE-bot-token"),
+            secret_tokens: vec![SecretString::from("webhook_secret")],
+        })
+    }
+
+    /// Stands in for another platform's adapter that vouches for anything.
+    struct OtherPlatform(ChannelId, Capabilities);
+
+    impl PlatformAdapter for OtherPlatform {
+        fn platform(&self) -> Platform {
+            Platform::Messenger
+        }
+        fn channel(&self) -> &ChannelId {
+            &self.0
+        }
+        fn capabilities(&self) -> &Capabilities {
+            &self.1
+        }
+        fn authenticate(&self, _raw: &RawWebhook<'_>) -> Result<(), VerifyError> {
+            Ok(())
+        }
+        fn handshake(&self, _query: &HandshakeQuery) -> Result<String, HandshakeError> {
+            Err(HandshakeError::NotSupported)
+        }
+        fn parse(&self, _webhook: &VerifiedWebhook<'_>) -> Result<Vec<InboundEvent>, ParseError> {
+            Ok(Vec::new())
+        }
+        fn render(&self, _message: &OutboundMessage) -> Result<Vec<PlatformRequest>, RenderError> {
+            Ok(Vec::new())
+        }
+        fn classify(&self, _status: u16, _retry_after: Option<&str>, _body: &[u8]) -> SendOutcome {
+            SendOutcome::Delivered { message_id: None }
+        }
+    }
+
+    #[test]
+    fn telegram_has_no_handshake() {
+        let query = HandshakeQuery {
+            mode: Some("subscribe".into()),
+            verify_token: Some("webhook_secret".into()),
+            challenge: Some("1158201444".into()),
+        };
+        assert_eq!(
+            adapter().handshake(&query),
+            Err(HandshakeError::NotSupported)
+        );
+    }
+
+    #[test]
+    fn capabilities_declare_telegrams_limits() {
+        let adapter = adapter();
+        assert_eq!(adapter.capabilities(), &capabilities());
+        assert_eq!(
+            capabilities(),
+            Capabilities {
+                max_text_chars: 4096,
+                max_buttons: 100,
+                max_quick_replies: 100,
+                max_button_title_chars: 64,
+                max_list_rows: 0,
+                supports_lists: false,
+                max_payload_bytes: 64,
+                supports_typing: true,
+                supports_location_request: true,
+                formatting: Formatting::TelegramHtml,
+                reply_window_hours: None,
+            }
+        );
+        assert_eq!(adapter.platform(), Platform::Telegram);
+        assert_eq!(adapter.channel().as_str(), "shop-telegram");
+    }
+
+    #[test]
+    fn a_body_verified_by_another_platform_is_not_parsed() {
+        let other = OtherPlatform(ChannelId::new("shop-fb").unwrap(), capabilities());
+        let headers: [(&str, &str); 0] = [];
+        let body = br#"{"update_id":1,"message":{"message_id":1,"chat":{"id":1},"text":"hi"}}"#;
+        let vouched = verify(&other, RawWebhook::new(&headers, body)).unwrap();
+        assert_eq!(
+            adapter().parse(&vouched),
+            Err(ParseError::WrongShape {
+                platform: "telegram",
+                detail: "the body was verified by the messenger adapter".into(),
+            })
+        );
     }
 }

@@ -641,10 +641,11 @@ mod tests {
 
     fn long_text() -> impl Strategy<Value = String> {
         // Words of markup characters, astral emoji and CJK, so escaping
-        // grows the bytes and UTF-16 counts differ from chars; up to ~12k
-        // characters, so most cases need splitting.
+        // grows the bytes and UTF-16 counts differ from chars; long runs
+        // without spaces force hard cuts; most cases need splitting.
         let word = prop_oneof![
             8 => "[a-z<>&😀中é]{1,40}",
+            1 => "[<>&😀a]{300,900}",
             1 => Just("\n".to_owned()),
             1 => Just("\n\n".to_owned()),
         ];
