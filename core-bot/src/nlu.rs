@@ -126,6 +126,8 @@ pub struct Understanding {
     pub intent: Intent,
     /// The winning score; 0 for out of scope.
     pub score: f32,
+    /// Every intent's score, for context fallbacks ("how much is it?").
+    pub scores: Vec<(Intent, f32)>,
     pub entities: Entities,
     pub flags: Flags,
     pub answer: Option<Answer>,
@@ -139,6 +141,30 @@ pub struct Understanding {
 /// Scores below this are out of scope.
 pub const MIN_SCORE: f32 = 1.0;
 
+impl Understanding {
+    /// An understanding with only an intent, for taps on options.
+    pub fn bare(intent: Intent) -> Self {
+        Self {
+            intent,
+            score: 0.0,
+            scores: Vec::new(),
+            entities: Entities::default(),
+            flags: Flags::default(),
+            answer: None,
+            faq: None,
+            masked_text: String::new(),
+        }
+    }
+
+    /// The raw score of one intent.
+    pub fn score_of(&self, intent: Intent) -> f32 {
+        self.scores
+            .iter()
+            .find(|(known, _)| *known == intent)
+            .map_or(0.0, |(_, score)| *score)
+    }
+}
+
 /// Understands one message against a shop's products and stores.
 pub fn understand(text: &str, shop: &Shop) -> Understanding {
     understand_with(&Lexicon::new(shop), text)
@@ -149,7 +175,8 @@ pub fn understand_with(lexicon: &Lexicon, text: &str) -> Understanding {
     let masked = guards::mask_sensitive(text);
     let tokens = lexicon.tokens(&masked.text);
     let entities = entities::extract(lexicon, &masked.text, &tokens);
-    let (intent, score) = cues::classify(&lexicon.cues, &tokens, &entities);
+    let scores = cues::scores(&lexicon.cues, &tokens, &entities);
+    let (intent, score) = cues::pick(&scores);
     let flags = Flags {
         card_number: masked.had_card_number,
         password: masked.had_password,
@@ -159,6 +186,7 @@ pub fn understand_with(lexicon: &Lexicon, text: &str) -> Understanding {
     Understanding {
         intent,
         score,
+        scores,
         answer: cues::answer(&lexicon.cues, &tokens),
         faq: lexicon.faq_match(&tokens),
         entities,

@@ -622,12 +622,7 @@ pub(super) fn scores(
 
 /// The intent with the best score, task intents before small talk, or
 /// out of scope when nothing reaches [`MIN_SCORE`].
-pub(super) fn classify(
-    prepared: &Prepared,
-    tokens: &[Token],
-    entities: &Entities,
-) -> (Intent, f32) {
-    let scores = scores(prepared, tokens, entities);
+pub(super) fn pick(scores: &[(Intent, f32)]) -> (Intent, f32) {
     let best = |small_talk: bool| {
         scores
             .iter()
