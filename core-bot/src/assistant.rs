@@ -86,7 +86,8 @@ pub enum Effect {
     /// Run against the shop backend; feed back [`EffectResult::Backend`].
     Backend(BackendRequest),
     /// Resolve `identifier` (email or order number) with
-    /// `BackendRequest::ResolveAccount`, issue a code with `otp::issue` bound
+    /// `BackendRequest::ResolveAccount`, refuse while `otp::may_issue` says
+    /// the account is locked, issue a code with `otp::issue` bound
     /// to this conversation and sender, store the record under the account
     /// (replacing any older one), remember which account this conversation
     /// asked for, send the code with `BackendRequest::SendLinkCode`, and feed

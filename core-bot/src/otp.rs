@@ -79,6 +79,16 @@ pub fn issue(
     (record, code)
 }
 
+/// Whether a new code may replace `existing` (the account's current
+/// record). A locked account gets no new code until the lock ends, or asking
+/// again would reset the count of wrong tries.
+pub fn may_issue(existing: Option<&LinkCodeRecord>, now_ms: i64) -> Result<(), LinkFailure> {
+    match existing.and_then(|record| record.locked_until_ms) {
+        Some(until_ms) if now_ms < until_ms => Err(LinkFailure::Locked { until_ms }),
+        _ => Ok(()),
+    }
+}
+
 /// Checks a typed code, counting a wrong one against the record. On success
 /// the record is marked used, so the same code never works twice.
 pub fn check(

@@ -181,6 +181,10 @@ impl World {
                         LinkCodeFailure::UnknownAccount,
                     ));
                 };
+                let existing = self.records.borrow().get(&account_id).cloned();
+                if let Err(failure) = otp::may_issue(existing.as_ref(), now) {
+                    return Some(EffectResult::LinkCodeFailed(failure.into()));
+                }
                 let seed = self.seed.get();
                 self.seed.set(seed.wrapping_add(1));
                 let (record, code) = otp::issue(&account_id, key, user, now, [seed; 32]);
