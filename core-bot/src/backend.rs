@@ -5,6 +5,7 @@
 //! implements is docs/SHOP_BACKEND.md.
 
 mod demo;
+mod rest;
 
 use std::fmt;
 use std::future::Future;
@@ -13,6 +14,7 @@ use std::pin::Pin;
 use serde::{Deserialize, Serialize};
 
 pub use demo::{DemoBackend, DevOutboxEntry, RecordedComplaint, RecordedRefund};
+pub use rest::{RestCall, RestMethod, rest_call, rest_response};
 
 use crate::guards::redact_pii;
 
