@@ -544,4 +544,41 @@ mod tests {
         );
         assert_eq!(first_email("@ home"), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn no_luhn_valid_card_survives_masking(
+            prefix in "[a-z ]{0,20}",
+            digits in proptest::collection::vec(0u8..10, 12..18),
+            dashes in proptest::bool::ANY,
+        ) {
+            // Complete the number with its Luhn check digit.
+            let mut number: Vec<u8> = digits.iter().map(|d| b'0' + d).collect();
+            let check = (0..10u8).find(|c| {
+                let mut candidate = number.clone();
+                candidate.push(b'0' + c);
+                luhn_valid(&candidate)
+            }).unwrap();
+            number.push(b'0' + check);
+            let separator = if dashes { "-" } else { " " };
+            let grouped: Vec<String> = number
+                .chunks(4)
+                .map(|chunk| String::from_utf8(chunk.to_vec()).unwrap())
+                .collect();
+            let text = format!("{prefix} {} thanks", grouped.join(separator));
+            let (masked, found) = mask_card_numbers(&text);
+            proptest::prop_assert!(found);
+            let plain = String::from_utf8(number).unwrap();
+            let digits_left: String = masked.chars().filter(char::is_ascii_digit).collect();
+            proptest::prop_assert!(!digits_left.contains(&plain));
+            proptest::prop_assert!(!redact_pii(&text).contains(&grouped.join(separator)));
+        }
+
+        #[test]
+        fn redaction_never_panics(text in "\\PC{0,120}") {
+            let _ = redact_pii(&text);
+            let _ = mask_sensitive(&text);
+            let _ = mask_address(&text);
+        }
+    }
 }
