@@ -772,3 +772,26 @@ fn old_state_versions_start_afresh() {
     assert_eq!(chat.state.version, 1);
     assert_eq!(chat.state.misunderstood, 0);
 }
+
+#[test]
+fn all_stores_answers_a_stock_check_for_every_store() {
+    let world = World::new();
+    let mut chat = world.chat(1, "u1");
+    chat.say("do you have rain jackets");
+    chat.say("XL");
+    let text = all_text(&chat.say("all stores"));
+    assert!(text.contains("Rain Jacket (XL), €89.00:"), "{text}");
+    assert!(text.contains("Downtown: 1 in stock"), "{text}");
+    assert!(text.contains("Harbour: 2 in stock"), "{text}");
+}
+
+#[test]
+fn an_order_number_given_to_verify_a_refund_is_the_order_refunded() {
+    let world = World::new();
+    let mut chat = world.chat(1, "u1");
+    chat.say("i want a refund");
+    chat.say("10025");
+    let code = world.last_code();
+    let replies = chat.say(&code);
+    assert!(all_text(&replies).contains("Which item from order 10025?"));
+}

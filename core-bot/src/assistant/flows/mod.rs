@@ -364,6 +364,15 @@ pub(super) fn continue_dialogue(turn: &mut Turn<'_>, u: &Understanding) -> bool 
                 return true;
             }
             if let Some(identifier) = identifier {
+                // "10023" given to verify a refund is also the order to refund.
+                let resume = match resume {
+                    Some(Resume::Refund { order_number: None }) if entities.email.is_none() => {
+                        Some(Resume::Refund {
+                            order_number: Some(identifier.clone()),
+                        })
+                    }
+                    other => other,
+                };
                 issue_code(turn, identifier, resume);
                 return true;
             }
@@ -407,9 +416,14 @@ pub(super) fn continue_dialogue(turn: &mut Turn<'_>, u: &Understanding) -> bool 
                 continue_purchase(turn, sku, size, entities.quantity.unwrap_or(1));
                 return true;
             }
-            if !contributes
-                || (is_task(u) && u.intent != Intent::ProductStock && entities.product.is_none())
-            {
+            // A clear new question ("when do you close at harbour?") leaves
+            // the stock check; a bare store or size fills it.
+            let asks_something_else = is_task(u)
+                && u.intent != Intent::ProductStock
+                && u.score >= 2.0
+                && entities.product.is_none()
+                && entities.size.is_none();
+            if !contributes || asks_something_else {
                 turn.state.dialogue = Dialogue::Idle;
                 return false;
             }
