@@ -1,0 +1,1085 @@
+//! Settings: embedded defaults, then the TOML file, then
+//! `SWITCHBOARD__SECTION__KEY` environment variables. Validated once at
+//! start, with messages that name the key and say what to do.
+//!
+//! Secrets are `SecretString`s (never printed by `Debug`) and may come from
+//! files (`bot_token_file = "/run/secrets/..."`), the usual way in containers.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use switchboard_model::{ChannelId, Platform};
+
+/// The built-in defaults; every key here can be overridden.
+const DEFAULTS: &str = include_str!("defaults.toml");
+
+/// Development secrets of the embedded demo channels. Documented in the
+/// README; the demo refuses to listen on anything but loopback.
+pub mod demo {
+    pub const ADMIN_TOKEN: &str = "dev-admin-token";
+    pub const TELEGRAM_CHANNEL: &str = "demo-telegram";
+    pub const TELEGRAM_BOT_TOKEN: &str = "123456:DEV-telegram-bot-token";
+    pub const TELEGRAM_SECRET_TOKEN: &str = "dev-telegram-secret-token";
+    pub const MESSENGER_CHANNEL: &str = "demo-messenger";
+    pub const MESSENGER_APP_SECRET: &str = "dev-messenger-app-secret";
+    pub const MESSENGER_VERIFY_TOKEN: &str = "dev-messenger-verify-token";
+    pub const MESSENGER_PAGE_TOKEN: &str = "dev-messenger-page-token";
+    pub const MESSENGER_PAGE_ID: &str = "100000000000001";
+    pub const WHATSAPP_CHANNEL: &str = "demo-whatsapp";
+    pub const WHATSAPP_APP_SECRET: &str = "dev-whatsapp-app-secret";
+    pub const WHATSAPP_VERIFY_TOKEN: &str = "dev-whatsapp-verify-token";
+    pub const WHATSAPP_ACCESS_TOKEN: &str = "dev-whatsapp-access-token";
+    pub const WHATSAPP_PHONE_NUMBER_ID: &str = "100000000000002";
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Load(String),
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Validated settings the application runs on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub store: StoreSettings,
+    pub platforms: PlatformSettings,
+    pub channels: Vec<ChannelSettings>,
+    pub shop: ShopSettings,
+    pub backend: BackendSettings,
+    pub pipeline: PipelineSettings,
+    pub sender: SenderSettings,
+    pub sandbox: bool,
+    /// True when no channel was configured and the demo channels were added.
+    pub demo: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub bind: SocketAddr,
+    pub admin_bind: SocketAddr,
+    pub admin_token: SecretString,
+    pub max_body_bytes: usize,
+    pub shutdown_grace_secs: u64,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlatformSettings {
+    /// `None` means "the platform's real API" unless the sandbox is on.
+    pub telegram_api_base: Option<String>,
+    pub messenger_api_base: Option<String>,
+    pub whatsapp_api_base: Option<String>,
+}
+
+impl PlatformSettings {
+    pub fn configured_base(&self, platform: Platform) -> Option<&str> {
+        match platform {
+            Platform::Telegram => self.telegram_api_base.as_deref(),
+            Platform::Messenger => self.messenger_api_base.as_deref(),
+            Platform::WhatsApp => self.whatsapp_api_base.as_deref(),
+        }
+    }
+}
+
+pub const REAL_TELEGRAM_API: &str = "https://api.telegram.org";
+pub const REAL_GRAPH_API: &str = "https://graph.facebook.com/v21.0";
+
+#[derive(Clone)]
+pub enum ChannelSecrets {
+    Telegram {
+        bot_token: SecretString,
+        secret_tokens: Vec<SecretString>,
+    },
+    Messenger {
+        app_secrets: Vec<SecretString>,
+        verify_tokens: Vec<SecretString>,
+        page_access_token: SecretString,
+        page_id: Option<String>,
+        /// Message tag used for replies after the 24-hour window.
+        outside_window_tag: Option<String>,
+    },
+    WhatsApp {
+        app_secrets: Vec<SecretString>,
+        verify_tokens: Vec<SecretString>,
+        access_token: SecretString,
+        phone_number_id: String,
+        /// Template sent instead of a free-form reply after the window.
+        outside_window_template: Option<TemplateSettings>,
+    },
+}
+
+impl fmt::Debug for ChannelSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChannelSecrets::Telegram { .. } => f.write_str("Telegram([REDACTED])"),
+            ChannelSecrets::Messenger { page_id, .. } => {
+                write!(f, "Messenger(page_id={page_id:?}, [REDACTED])")
+            }
+            ChannelSecrets::WhatsApp {
+                phone_number_id, ..
+            } => {
+                write!(f, "WhatsApp(phone_number_id={phone_number_id}, [REDACTED])")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TemplateSettings {
+    pub name: String,
+    #[serde(default = "default_template_language")]
+    pub language: String,
+}
+
+fn default_template_language() -> String {
+    "en_US".to_owned()
+}
+
+#[derive(Debug, Clone)]
+pub struct ChannelSettings {
+    pub id: ChannelId,
+    pub platform: Platform,
+    pub secrets: ChannelSecrets,
+}
+
+#[derive(Debug, Clone)]
+pub struct ShopSettings {
+    /// `None`: the embedded demo shop.
+    pub file: Option<PathBuf>,
+    pub state_ttl_days: u64,
+    pub link_idle_minutes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub enum BackendSettings {
+    Demo,
+    Http {
+        url: String,
+        token: SecretString,
+        timeout_ms: u64,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    pub workers: usize,
+    pub inbox_capacity: usize,
+    pub dedupe_ttl_hours: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SenderSettings {
+    pub timeout_ms: u64,
+    pub max_attempts: u32,
+    pub workers: usize,
+    pub outbox_capacity: usize,
+}
+
+// ---- raw, as deserialised ------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    server: RawServer,
+    store: RawStore,
+    #[serde(default)]
+    platforms: RawPlatforms,
+    #[serde(default)]
+    channels: Vec<RawChannel>,
+    #[serde(default)]
+    shop: RawShop,
+    #[serde(default)]
+    backend: RawBackend,
+    pipeline: RawPipeline,
+    sender: RawSender,
+    #[serde(default)]
+    sandbox: RawSandbox,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    bind: String,
+    admin_bind: String,
+    admin_token: Option<SecretString>,
+    admin_token_file: Option<PathBuf>,
+    max_body_bytes: usize,
+    shutdown_grace_secs: u64,
+    log_format: LogFormat,
+    log_level: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPlatforms {
+    #[serde(default)]
+    telegram: RawPlatform,
+    #[serde(default)]
+    messenger: RawPlatform,
+    #[serde(default)]
+    whatsapp: RawPlatform,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPlatform {
+    api_base: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawChannel {
+    id: Option<String>,
+    platform: Option<String>,
+    bot_token: Option<SecretString>,
+    bot_token_file: Option<PathBuf>,
+    secret_token: Option<SecretString>,
+    secret_token_file: Option<PathBuf>,
+    /// Accepted as well during a rotation.
+    previous_secret_token: Option<SecretString>,
+    app_secret: Option<SecretString>,
+    app_secret_file: Option<PathBuf>,
+    previous_app_secret: Option<SecretString>,
+    verify_token: Option<SecretString>,
+    verify_token_file: Option<PathBuf>,
+    page_access_token: Option<SecretString>,
+    page_access_token_file: Option<PathBuf>,
+    page_id: Option<String>,
+    access_token: Option<SecretString>,
+    access_token_file: Option<PathBuf>,
+    phone_number_id: Option<String>,
+    outside_window_tag: Option<String>,
+    outside_window_template: Option<TemplateSettings>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShop {
+    file: Option<PathBuf>,
+    #[serde(default = "default_state_ttl_days")]
+    state_ttl_days: u64,
+    #[serde(default = "default_link_idle_minutes")]
+    link_idle_minutes: u64,
+}
+
+impl Default for RawShop {
+    fn default() -> Self {
+        Self {
+            file: None,
+            state_ttl_days: default_state_ttl_days(),
+            link_idle_minutes: default_link_idle_minutes(),
+        }
+    }
+}
+
+fn default_state_ttl_days() -> u64 {
+    30
+}
+
+fn default_link_idle_minutes() -> u64 {
+    30
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    #[serde(default = "default_backend_kind")]
+    kind: String,
+    url: Option<String>,
+    token: Option<SecretString>,
+    token_file: Option<PathBuf>,
+    #[serde(default = "default_backend_timeout")]
+    timeout_ms: u64,
+}
+
+impl Default for RawBackend {
+    fn default() -> Self {
+        Self {
+            kind: default_backend_kind(),
+            url: None,
+            token: None,
+            token_file: None,
+            timeout_ms: default_backend_timeout(),
+        }
+    }
+}
+
+fn default_backend_kind() -> String {
+    "demo".to_owned()
+}
+
+fn default_backend_timeout() -> u64 {
+    5000
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    workers: usize,
+    inbox_capacity: usize,
+    dedupe_ttl_hours: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSender {
+    timeout_ms: u64,
+    max_attempts: u32,
+    workers: usize,
+    outbox_capacity: usize,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSandbox {
+    enabled: Option<bool>,
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(key, _)| key.starts_with("SWITCHBOARD__"))
+            .collect();
+        Self::load_from(file, &env)
+    }
+
+    /// As [`Settings::load`], with the environment given (tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Load(format!(
+                    "config file {} does not exist; pass an existing TOML file to --config",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(
+                config::File::from(path.to_path_buf()).format(config::FileFormat::Toml),
+            );
+        }
+        let env_map: std::collections::HashMap<String, String> = env.iter().cloned().collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("SWITCHBOARD")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env_map)),
+        );
+        let raw: RawSettings = builder
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        raw.validate()
+    }
+
+    /// The API base URL the sender uses for `platform`.
+    pub fn api_base(&self, platform: Platform, sandbox_base: Option<&str>) -> String {
+        if let Some(base) = self.platforms.configured_base(platform) {
+            return base.trim_end_matches('/').to_owned();
+        }
+        if let (true, Some(sandbox)) = (self.sandbox, sandbox_base) {
+            return format!("{}/{}", sandbox.trim_end_matches('/'), platform.as_str());
+        }
+        match platform {
+            Platform::Telegram => REAL_TELEGRAM_API.to_owned(),
+            Platform::Messenger | Platform::WhatsApp => REAL_GRAPH_API.to_owned(),
+        }
+    }
+
+    pub fn channel(&self, id: &str) -> Option<&ChannelSettings> {
+        self.channels.iter().find(|c| c.id.as_str() == id)
+    }
+}
+
+fn read_secret(
+    key: &str,
+    inline: Option<SecretString>,
+    file: Option<&PathBuf>,
+) -> Result<Option<SecretString>, ConfigError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(invalid(
+            key,
+            format!("set either {key} or {key}_file, not both"),
+        )),
+        (Some(secret), None) => Ok(Some(secret)),
+        (None, Some(path)) => {
+            let content = std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    format!("{key}_file"),
+                    format!(
+                        "cannot read {}: {e}; check the path and its permissions",
+                        path.display()
+                    ),
+                )
+            })?;
+            let trimmed = content.trim();
+            if trimmed.is_empty() {
+                return Err(invalid(
+                    format!("{key}_file"),
+                    format!("{} is empty", path.display()),
+                ));
+            }
+            Ok(Some(SecretString::from(trimmed.to_owned())))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn parse_bind(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        invalid(
+            key,
+            format!("'{value}' is not an address:port such as 127.0.0.1:8080"),
+        )
+    })
+}
+
+fn check_url(key: &str, value: &str) -> Result<(), ConfigError> {
+    match url::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
+        _ => Err(invalid(key, format!("'{value}' is not an http(s) URL"))),
+    }
+}
+
+impl RawSettings {
+    fn validate(self) -> Result<Settings, ConfigError> {
+        let server = &self.server;
+        let bind = parse_bind("server.bind", &server.bind)?;
+        let admin_bind = parse_bind("server.admin_bind", &server.admin_bind)?;
+        if server.max_body_bytes < 1024 {
+            return Err(invalid(
+                "server.max_body_bytes",
+                "must be at least 1024; Meta sends batches of up to several hundred KB, so 1048576 or more is recommended",
+            ));
+        }
+        if self.pipeline.workers == 0 || self.sender.workers == 0 {
+            return Err(invalid(
+                "pipeline.workers / sender.workers",
+                "must be at least 1",
+            ));
+        }
+        if self.pipeline.inbox_capacity == 0 || self.sender.outbox_capacity == 0 {
+            return Err(invalid(
+                "pipeline.inbox_capacity / sender.outbox_capacity",
+                "must be at least 1",
+            ));
+        }
+        if self.pipeline.dedupe_ttl_hours < 48 {
+            return Err(invalid(
+                "pipeline.dedupe_ttl_hours",
+                "must be at least 48: Meta and Telegram retry deliveries for a day or more",
+            ));
+        }
+        if self.sender.max_attempts == 0 {
+            return Err(invalid("sender.max_attempts", "must be at least 1"));
+        }
+        let store_url = self.store.url.trim().to_owned();
+        if store_url != "memory" {
+            return Err(invalid(
+                "store.url",
+                format!("'{store_url}' is not supported by this build; use \"memory\""),
+            ));
+        }
+        for (key, base) in [
+            (
+                "platforms.telegram.api_base",
+                &self.platforms.telegram.api_base,
+            ),
+            (
+                "platforms.messenger.api_base",
+                &self.platforms.messenger.api_base,
+            ),
+            (
+                "platforms.whatsapp.api_base",
+                &self.platforms.whatsapp.api_base,
+            ),
+        ] {
+            if let Some(base) = base {
+                check_url(key, base)?;
+            }
+        }
+
+        let mut channels = Vec::with_capacity(self.channels.len());
+        for (index, raw) in self.channels.into_iter().enumerate() {
+            let channel = validate_channel(index, raw)?;
+            if channels
+                .iter()
+                .any(|c: &ChannelSettings| c.id == channel.id)
+            {
+                return Err(invalid(
+                    format!("channels[{index}].id"),
+                    format!(
+                        "'{}' is used by another channel; channel ids must be unique",
+                        channel.id
+                    ),
+                ));
+            }
+            channels.push(channel);
+        }
+        let demo = channels.is_empty();
+        if demo {
+            channels = demo_channels()?;
+        }
+        let sandbox = self.sandbox.enabled.unwrap_or(demo);
+
+        let admin_token = read_secret(
+            "server.admin_token",
+            self.server.admin_token,
+            self.server.admin_token_file.as_ref(),
+        )?;
+        let admin_token = match admin_token {
+            Some(token) if token.expose_secret().len() >= 12 => token,
+            Some(_) => {
+                return Err(invalid(
+                    "server.admin_token",
+                    "is too short; use at least 12 characters (32 random ones are better)",
+                ));
+            }
+            None if demo => SecretString::from(demo::ADMIN_TOKEN),
+            None => {
+                return Err(invalid(
+                    "server.admin_token",
+                    "is required when channels are configured; set admin_token or admin_token_file",
+                ));
+            }
+        };
+
+        if demo || sandbox {
+            for (key, addr) in [("server.bind", bind), ("server.admin_bind", admin_bind)] {
+                if !addr.ip().is_loopback() {
+                    return Err(invalid(
+                        key,
+                        format!(
+                            "{addr} is not a loopback address; the demo channels and the sandbox \
+                             use public development secrets, so they only listen on 127.0.0.1 or \
+                             ::1. Configure your own [[channels]] to listen elsewhere"
+                        ),
+                    ));
+                }
+            }
+        }
+
+        let backend = match self.backend.kind.as_str() {
+            "demo" => BackendSettings::Demo,
+            "http" => {
+                let url = self.backend.url.ok_or_else(|| {
+                    invalid("backend.url", "is required when backend.kind = \"http\"")
+                })?;
+                check_url("backend.url", &url)?;
+                let token = read_secret(
+                    "backend.token",
+                    self.backend.token,
+                    self.backend.token_file.as_ref(),
+                )?
+                .ok_or_else(|| {
+                    invalid(
+                        "backend.token",
+                        "is required when backend.kind = \"http\" (or backend.token_file)",
+                    )
+                })?;
+                BackendSettings::Http {
+                    url,
+                    token,
+                    timeout_ms: self.backend.timeout_ms,
+                }
+            }
+            other => {
+                return Err(invalid(
+                    "backend.kind",
+                    format!("'{other}' is unknown; use \"demo\" or \"http\""),
+                ));
+            }
+        };
+
+        Ok(Settings {
+            server: ServerSettings {
+                bind,
+                admin_bind,
+                admin_token,
+                max_body_bytes: self.server.max_body_bytes,
+                shutdown_grace_secs: self.server.shutdown_grace_secs,
+                log_format: self.server.log_format,
+                log_level: self.server.log_level,
+            },
+            store: StoreSettings { url: store_url },
+            platforms: PlatformSettings {
+                telegram_api_base: self.platforms.telegram.api_base,
+                messenger_api_base: self.platforms.messenger.api_base,
+                whatsapp_api_base: self.platforms.whatsapp.api_base,
+            },
+            channels,
+            shop: ShopSettings {
+                file: self.shop.file,
+                state_ttl_days: self.shop.state_ttl_days.max(1),
+                link_idle_minutes: self.shop.link_idle_minutes.max(1),
+            },
+            backend,
+            pipeline: PipelineSettings {
+                workers: self.pipeline.workers,
+                inbox_capacity: self.pipeline.inbox_capacity,
+                dedupe_ttl_hours: self.pipeline.dedupe_ttl_hours,
+            },
+            sender: SenderSettings {
+                timeout_ms: self.sender.timeout_ms,
+                max_attempts: self.sender.max_attempts,
+                workers: self.sender.workers,
+                outbox_capacity: self.sender.outbox_capacity,
+            },
+            sandbox,
+            demo,
+        })
+    }
+}
+
+fn required(
+    index: usize,
+    platform: &str,
+    key: &str,
+    value: Option<SecretString>,
+    file: Option<&PathBuf>,
+    hint: &str,
+) -> Result<SecretString, ConfigError> {
+    let full = format!("channels[{index}].{key}");
+    read_secret(&full, value, file)?.ok_or_else(|| {
+        invalid(
+            &full,
+            format!("is missing: a {platform} channel needs {hint} in {key} or {key}_file"),
+        )
+    })
+}
+
+fn validate_channel(index: usize, raw: RawChannel) -> Result<ChannelSettings, ConfigError> {
+    let id_key = format!("channels[{index}].id");
+    let id = raw.id.ok_or_else(|| {
+        invalid(
+            &id_key,
+            "is missing; give each channel a short id such as \"shop-telegram\"",
+        )
+    })?;
+    let id = ChannelId::new(id).map_err(|e| invalid(&id_key, e.to_string()))?;
+    let platform_key = format!("channels[{index}].platform");
+    let platform_name = raw.platform.ok_or_else(|| {
+        invalid(
+            &platform_key,
+            "is missing; use telegram, messenger or whatsapp",
+        )
+    })?;
+    let platform = Platform::from_name(&platform_name).ok_or_else(|| {
+        invalid(
+            &platform_key,
+            format!("'{platform_name}' is unknown; use telegram, messenger or whatsapp"),
+        )
+    })?;
+    let secrets = match platform {
+        Platform::Telegram => {
+            let bot_token = required(
+                index,
+                "telegram",
+                "bot_token",
+                raw.bot_token,
+                raw.bot_token_file.as_ref(),
+                "the token from @BotFather",
+            )?;
+            let secret = required(
+                index,
+                "telegram",
+                "secret_token",
+                raw.secret_token,
+                raw.secret_token_file.as_ref(),
+                "the secret_token given to setWebhook (1-256 of A-Z a-z 0-9 _ -)",
+            )?;
+            let mut secret_tokens = vec![secret];
+            secret_tokens.extend(raw.previous_secret_token);
+            for token in &secret_tokens {
+                let value = token.expose_secret();
+                let valid = (1..=256).contains(&value.len())
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                if !valid {
+                    return Err(invalid(
+                        format!("channels[{index}].secret_token"),
+                        "must be 1-256 characters of A-Z, a-z, 0-9, '_' or '-' (Telegram's rule)",
+                    ));
+                }
+            }
+            ChannelSecrets::Telegram {
+                bot_token,
+                secret_tokens,
+            }
+        }
+        Platform::Messenger => {
+            let app_secret = required(
+                index,
+                "messenger",
+                "app_secret",
+                raw.app_secret,
+                raw.app_secret_file.as_ref(),
+                "the App Secret from Meta's App Dashboard (Settings > Basic)",
+            )?;
+            let verify_token = required(
+                index,
+                "messenger",
+                "verify_token",
+                raw.verify_token,
+                raw.verify_token_file.as_ref(),
+                "the Verify Token you type into the webhook settings",
+            )?;
+            let page_access_token = required(
+                index,
+                "messenger",
+                "page_access_token",
+                raw.page_access_token,
+                raw.page_access_token_file.as_ref(),
+                "the Page access token",
+            )?;
+            let mut app_secrets = vec![app_secret];
+            app_secrets.extend(raw.previous_app_secret);
+            ChannelSecrets::Messenger {
+                app_secrets,
+                verify_tokens: vec![verify_token],
+                page_access_token,
+                page_id: raw.page_id,
+                outside_window_tag: raw.outside_window_tag,
+            }
+        }
+        Platform::WhatsApp => {
+            let app_secret = required(
+                index,
+                "whatsapp",
+                "app_secret",
+                raw.app_secret,
+                raw.app_secret_file.as_ref(),
+                "the App Secret from Meta's App Dashboard (Settings > Basic)",
+            )?;
+            let verify_token = required(
+                index,
+                "whatsapp",
+                "verify_token",
+                raw.verify_token,
+                raw.verify_token_file.as_ref(),
+                "the Verify Token you type into the webhook settings",
+            )?;
+            let access_token = required(
+                index,
+                "whatsapp",
+                "access_token",
+                raw.access_token,
+                raw.access_token_file.as_ref(),
+                "a system-user access token",
+            )?;
+            let phone_number_id = raw.phone_number_id.filter(|p| !p.trim().is_empty()).ok_or_else(|| {
+                invalid(
+                    format!("channels[{index}].phone_number_id"),
+                    "is missing: a whatsapp channel needs the Phone number ID from WhatsApp > API Setup",
+                )
+            })?;
+            let mut app_secrets = vec![app_secret];
+            app_secrets.extend(raw.previous_app_secret);
+            ChannelSecrets::WhatsApp {
+                app_secrets,
+                verify_tokens: vec![verify_token],
+                access_token,
+                phone_number_id,
+                outside_window_template: raw.outside_window_template,
+            }
+        }
+    };
+    Ok(ChannelSettings {
+        id,
+        platform,
+        secrets,
+    })
+}
+
+fn demo_channels() -> Result<Vec<ChannelSettings>, ConfigError> {
+    let id = |s: &str| ChannelId::new(s).map_err(|e| invalid("channels", e.to_string()));
+    let secret = |s: &str| SecretString::from(s.to_owned());
+    Ok(vec![
+        ChannelSettings {
+            id: id(demo::TELEGRAM_CHANNEL)?,
+            platform: Platform::Telegram,
+            secrets: ChannelSecrets::Telegram {
+                bot_token: secret(demo::TELEGRAM_BOT_TOKEN),
+                secret_tokens: vec![secret(demo::TELEGRAM_SECRET_TOKEN)],
+            },
+        },
+        ChannelSettings {
+            id: id(demo::MESSENGER_CHANNEL)?,
+            platform: Platform::Messenger,
+            secrets: ChannelSecrets::Messenger {
+                app_secrets: vec![secret(demo::MESSENGER_APP_SECRET)],
+                verify_tokens: vec![secret(demo::MESSENGER_VERIFY_TOKEN)],
+                page_access_token: secret(demo::MESSENGER_PAGE_TOKEN),
+                page_id: Some(demo::MESSENGER_PAGE_ID.to_owned()),
+                outside_window_tag: None,
+            },
+        },
+        ChannelSettings {
+            id: id(demo::WHATSAPP_CHANNEL)?,
+            platform: Platform::WhatsApp,
+            secrets: ChannelSecrets::WhatsApp {
+                app_secrets: vec![secret(demo::WHATSAPP_APP_SECRET)],
+                verify_tokens: vec![secret(demo::WHATSAPP_VERIFY_TOKEN)],
+                access_token: secret(demo::WHATSAPP_ACCESS_TOKEN),
+                phone_number_id: demo::WHATSAPP_PHONE_NUMBER_ID.to_owned(),
+                outside_window_template: None,
+            },
+        },
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(content: &str) -> (tempdir::Dir, PathBuf) {
+        let dir = tempdir::Dir::new();
+        let path = dir.path().join("switchboard.toml");
+        std::fs::write(&path, content).unwrap();
+        (dir, path)
+    }
+
+    /// A tiny self-cleaning temp dir, to avoid a dependency for two tests.
+    mod tempdir {
+        use std::path::{Path, PathBuf};
+
+        pub struct Dir(PathBuf);
+
+        impl Dir {
+            pub fn new() -> Self {
+                let path = std::env::temp_dir().join(format!(
+                    "switchboard-config-{}-{}",
+                    std::process::id(),
+                    fastrand::u64(..)
+                ));
+                std::fs::create_dir_all(&path).unwrap();
+                Self(path)
+            }
+
+            pub fn path(&self) -> &Path {
+                &self.0
+            }
+        }
+
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    const FULL: &str = r#"
+[server]
+bind = "127.0.0.1:8080"
+admin_bind = "127.0.0.1:8081"
+admin_token = "change-me-please"
+max_body_bytes = 1048576
+
+[store]
+url = "memory"
+
+[platforms.telegram]
+api_base = "https://api.telegram.org"
+[platforms.messenger]
+api_base = "https://graph.facebook.com/v21.0"
+[platforms.whatsapp]
+api_base = "https://graph.facebook.com/v21.0"
+
+[[channels]]
+id = "shop-telegram"
+platform = "telegram"
+bot_token = "123:abc"
+secret_token = "s3cr3t_token"
+
+[[channels]]
+id = "shop-messenger"
+platform = "messenger"
+app_secret = "app-secret"
+verify_token = "verify"
+page_access_token = "page-token"
+
+[[channels]]
+id = "shop-whatsapp"
+platform = "whatsapp"
+app_secret = "app-secret"
+verify_token = "verify"
+access_token = "wa-token"
+phone_number_id = "1234567890"
+"#;
+
+    #[test]
+    fn no_config_runs_the_demo_on_loopback_with_the_sandbox() {
+        let settings = Settings::load_from(None, &[]).unwrap();
+        assert!(settings.demo && settings.sandbox);
+        assert_eq!(settings.channels.len(), 3);
+        assert_eq!(settings.server.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.server.admin_bind.to_string(), "127.0.0.1:8081");
+        assert_eq!(
+            settings.server.admin_token.expose_secret(),
+            demo::ADMIN_TOKEN
+        );
+        assert_eq!(
+            settings.api_base(Platform::Telegram, Some("http://127.0.0.1:8080/sandbox")),
+            "http://127.0.0.1:8080/sandbox/telegram"
+        );
+    }
+
+    #[test]
+    fn the_documented_config_shape_loads_and_debug_shows_no_secret() {
+        let (_dir, path) = write(FULL);
+        let settings = Settings::load_from(Some(&path), &[]).unwrap();
+        assert!(!settings.demo && !settings.sandbox);
+        assert_eq!(settings.channels.len(), 3);
+        assert_eq!(
+            settings.api_base(Platform::WhatsApp, None),
+            "https://graph.facebook.com/v21.0"
+        );
+        let debug = format!("{settings:?}");
+        for secret in [
+            "change-me-please",
+            "123:abc",
+            "s3cr3t_token",
+            "app-secret",
+            "page-token",
+            "wa-token",
+        ] {
+            assert!(!debug.contains(secret), "{secret} leaked into Debug");
+        }
+    }
+
+    #[test]
+    fn environment_variables_override_the_file() {
+        let (_dir, path) = write(FULL);
+        let env = vec![
+            (
+                "SWITCHBOARD__SERVER__BIND".to_owned(),
+                "127.0.0.1:9999".to_owned(),
+            ),
+            (
+                "SWITCHBOARD__SERVER__MAX_BODY_BYTES".to_owned(),
+                "2097152".to_owned(),
+            ),
+        ];
+        let settings = Settings::load_from(Some(&path), &env).unwrap();
+        assert_eq!(settings.server.bind.to_string(), "127.0.0.1:9999");
+        assert_eq!(settings.server.max_body_bytes, 2_097_152);
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let dir = tempdir::Dir::new();
+        let token_path = dir.path().join("bot_token");
+        std::fs::write(&token_path, "999:from-file\n").unwrap();
+        let config = FULL.replace(
+            "bot_token = \"123:abc\"",
+            &format!("bot_token_file = \"{}\"", token_path.display()),
+        );
+        let (_dir2, path) = write(&config);
+        let settings = Settings::load_from(Some(&path), &[]).unwrap();
+        let ChannelSecrets::Telegram { bot_token, .. } = &settings.channels[0].secrets else {
+            panic!("telegram channel expected");
+        };
+        assert_eq!(bot_token.expose_secret(), "999:from-file");
+    }
+
+    #[test]
+    fn invalid_config_names_the_key_and_what_to_do() {
+        let cases = [
+            (
+                FULL.replace("bind = \"127.0.0.1:8080\"", "bind = \"localhost\""),
+                "server.bind",
+            ),
+            (
+                FULL.replace("platform = \"whatsapp\"", "platform = \"sms\""),
+                "channels[2].platform",
+            ),
+            (
+                FULL.replace("phone_number_id = \"1234567890\"", ""),
+                "channels[2].phone_number_id",
+            ),
+            (
+                FULL.replace("id = \"shop-messenger\"", "id = \"shop-telegram\""),
+                "channels[1].id",
+            ),
+            (
+                FULL.replace(
+                    "secret_token = \"s3cr3t_token\"",
+                    "secret_token = \"no spaces!\"",
+                ),
+                "channels[0].secret_token",
+            ),
+            (
+                FULL.replace("admin_token = \"change-me-please\"", ""),
+                "server.admin_token",
+            ),
+            (
+                FULL.replace("url = \"memory\"", "url = \"mongodb://x\""),
+                "store.url",
+            ),
+        ];
+        for (config, key) in cases {
+            let (_dir, path) = write(&config);
+            let error = Settings::load_from(Some(&path), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.starts_with(key),
+                "expected an error naming {key}, got: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_rather_than_silently_ignored() {
+        let (_dir, path) = write(&FULL.replace("max_body_bytes", "max_body_byte"));
+        assert!(Settings::load_from(Some(&path), &[]).is_err());
+    }
+
+    #[test]
+    fn the_demo_refuses_a_public_bind() {
+        let env = vec![(
+            "SWITCHBOARD__SERVER__BIND".to_owned(),
+            "0.0.0.0:8080".to_owned(),
+        )];
+        let error = Settings::load_from(None, &env).unwrap_err().to_string();
+        assert!(error.contains("loopback"), "{error}");
+    }
+}

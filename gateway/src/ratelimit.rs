@@ -1,0 +1,166 @@
+//! In-process token buckets for outbound sends: one per channel (the
+//! platform's per-bot / per-page / per-number limit) and one per chat.
+//! Limits shared across replicas come with the Redis store.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use switchboard_model::{ChatId, Platform};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// Tokens available at once.
+    pub burst: f64,
+    /// Tokens added per second.
+    pub per_second: f64,
+}
+
+/// Platform limits from PLATFORMS.md: Telegram ~30 msg/s per bot, about one
+/// per second per chat and 20 per minute per group; Messenger 300 calls/s
+/// per page; WhatsApp 80 msg/s per number by default.
+pub fn channel_rate(platform: Platform) -> Rate {
+    match platform {
+        Platform::Telegram => Rate {
+            burst: 30.0,
+            per_second: 30.0,
+        },
+        Platform::Messenger => Rate {
+            burst: 300.0,
+            per_second: 300.0,
+        },
+        Platform::WhatsApp => Rate {
+            burst: 80.0,
+            per_second: 80.0,
+        },
+    }
+}
+
+/// A short burst lets a two- or three-part answer go out at once; the steady
+/// rate keeps within the per-chat limits.
+pub fn chat_rate(platform: Platform, chat: &ChatId) -> Rate {
+    match (platform, chat) {
+        (Platform::Telegram, ChatId::Int(id)) if *id < 0 => Rate {
+            burst: 3.0,
+            per_second: 20.0 / 60.0,
+        },
+        (Platform::Telegram, _) => Rate {
+            burst: 3.0,
+            per_second: 1.0,
+        },
+        (Platform::Messenger | Platform::WhatsApp, _) => Rate {
+            burst: 5.0,
+            per_second: 1.0,
+        },
+    }
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    rate: Rate,
+}
+
+impl Bucket {
+    /// Takes a token if one is there; else says how long until one is.
+    fn take(&mut self, now: Instant) -> Option<Duration> {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate.per_second).min(self.rate.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            None
+        } else {
+            Some(Duration::from_secs_f64(
+                (1.0 - self.tokens) / self.rate.per_second,
+            ))
+        }
+    }
+}
+
+/// Buckets by key, created on first use and forgotten when idle and full.
+#[derive(Debug, Default)]
+pub struct KeyedLimiter {
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl KeyedLimiter {
+    /// Waits until `key` may send one more message at `rate`.
+    pub async fn acquire(&self, key: &str, rate: Rate) {
+        loop {
+            let wait = {
+                let mut buckets = self
+                    .buckets
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let now = Instant::now();
+                if buckets.len() > 100_000 {
+                    // Idle buckets are full again; dropping them changes nothing.
+                    buckets.retain(|_, b| {
+                        now.saturating_duration_since(b.last).as_secs_f64() * b.rate.per_second
+                            < b.rate.burst
+                    });
+                }
+                buckets
+                    .entry(key.to_owned())
+                    .or_insert(Bucket {
+                        tokens: rate.burst,
+                        last: now,
+                        rate,
+                    })
+                    .take(now)
+            };
+            match wait {
+                None => return,
+                Some(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_paces() {
+        let now = Instant::now();
+        let mut bucket = Bucket {
+            tokens: 3.0,
+            last: now,
+            rate: Rate {
+                burst: 3.0,
+                per_second: 1.0,
+            },
+        };
+        assert!(bucket.take(now).is_none());
+        assert!(bucket.take(now).is_none());
+        assert!(bucket.take(now).is_none());
+        let wait = bucket.take(now).unwrap();
+        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1));
+        assert!(bucket.take(now + Duration::from_secs(1)).is_none());
+    }
+
+    #[test]
+    fn telegram_groups_are_paced_slower_than_private_chats() {
+        let group = chat_rate(Platform::Telegram, &ChatId::Int(-100123));
+        let private = chat_rate(Platform::Telegram, &ChatId::Int(42));
+        assert!(group.per_second < private.per_second);
+    }
+
+    #[tokio::test]
+    async fn acquire_waits_once_the_burst_is_spent() {
+        let limiter = KeyedLimiter::default();
+        let rate = Rate {
+            burst: 2.0,
+            per_second: 20.0,
+        };
+        let start = Instant::now();
+        for _ in 0..4 {
+            limiter.acquire("chat", rate).await;
+        }
+        // Two immediate, two more at 50 ms intervals.
+        assert!(start.elapsed() >= Duration::from_millis(90));
+    }
+}

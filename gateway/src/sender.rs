@@ -1,0 +1,427 @@
+//! The outbound side: replies wait in an outbox split into ordered lanes
+//! (one chat always maps to one lane, so its replies keep their order), and
+//! each lane renders, rate-limits, sends and classifies them one at a time,
+//! retrying with backoff and jitter, honouring retry-after, and moving what
+//! cannot be delivered to the dead-letter list with the reason.
+//!
+//! Architecture Invariant: nothing leaves for a Messenger or WhatsApp chat
+//! more than 24 hours after the customer's last message unless the channel
+//! configured the message tag or template for that case.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use secrecy::ExposeSecret;
+use switchboard_model::{
+    HttpMethod, OutboundBody, OutboundMessage, Platform, PlatformRequest, SendFailure, SendOutcome,
+};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::metrics::{Metrics, PlatformLabel, PlatformResult};
+use crate::ratelimit::{KeyedLimiter, channel_rate, chat_rate};
+use crate::registry::{Channel, ChannelRegistry};
+use crate::store::{DeadLetter, Store};
+
+/// Messenger's and WhatsApp's customer-service window.
+pub const REPLY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+/// Longest platform-requested wait we honour in place; longer ones would
+/// hold the lane hostage, so the message is dead-lettered instead.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
+const BACKOFF_BASE: Duration = Duration::from_millis(250);
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub message: OutboundMessage,
+    /// When the customer last wrote (ms), for the 24-hour window.
+    pub last_customer_ms: Option<i64>,
+}
+
+/// Wall clock in ms; the only clock the sender reads.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Which lane a conversation belongs to. Stable within a process.
+pub fn lane_of(key: &impl Hash, lanes: usize) -> usize {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    (hasher.finish() % lanes.max(1) as u64) as usize
+}
+
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    lanes: Arc<Vec<mpsc::Sender<OutboxItem>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Outbox {
+    /// Waits for room: the worker slows down rather than dropping replies.
+    pub async fn push(&self, item: OutboxItem) -> Result<(), OutboxClosed> {
+        let lane = lane_of(&item.message.conversation, self.lanes.len());
+        let sender = self.lanes.get(lane).ok_or(OutboxClosed)?;
+        self.metrics.queue("outbox").inc();
+        sender.send(item).await.map_err(|_| {
+            self.metrics.queue("outbox").dec();
+            OutboxClosed
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the outbox is closed (shutting down)")]
+pub struct OutboxClosed;
+
+pub struct SenderConfig {
+    pub lanes: usize,
+    pub lane_capacity: usize,
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub api_bases: HashMap<Platform, String>,
+}
+
+/// Starts the sender lanes; returns the outbox and the lane tasks, which
+/// finish once `stop` changes and their lane is drained.
+pub fn start(
+    config: SenderConfig,
+    registry: ChannelRegistry,
+    store: Store,
+    metrics: Arc<Metrics>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<(Outbox, Vec<tokio::task::JoinHandle<()>>), reqwest::Error> {
+    let http = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    let delivery = Arc::new(Delivery {
+        http,
+        registry,
+        store,
+        metrics: metrics.clone(),
+        api_bases: config.api_bases,
+        max_attempts: config.max_attempts,
+        channel_limits: KeyedLimiter::default(),
+        chat_limits: KeyedLimiter::default(),
+    });
+    let mut lanes = Vec::with_capacity(config.lanes);
+    let mut tasks = Vec::with_capacity(config.lanes);
+    for _ in 0..config.lanes.max(1) {
+        let (tx, mut rx) = mpsc::channel::<OutboxItem>(config.lane_capacity.max(1));
+        lanes.push(tx);
+        let delivery = delivery.clone();
+        let mut stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    item = rx.recv() => match item {
+                        Some(item) => {
+                            delivery.metrics.queue("outbox").dec();
+                            delivery.deliver(item).await;
+                        }
+                        None => break,
+                    },
+                    _ = stop.changed() => {
+                        rx.close();
+                        while let Some(item) = rx.recv().await {
+                            delivery.metrics.queue("outbox").dec();
+                            delivery.deliver(item).await;
+                        }
+                        break;
+                    }
+                }
+            }
+        }));
+    }
+    Ok((
+        Outbox {
+            lanes: Arc::new(lanes),
+            metrics,
+        },
+        tasks,
+    ))
+}
+
+struct Delivery {
+    http: reqwest::Client,
+    registry: ChannelRegistry,
+    store: Store,
+    metrics: Arc<Metrics>,
+    api_bases: HashMap<Platform, String>,
+    max_attempts: u32,
+    channel_limits: KeyedLimiter,
+    chat_limits: KeyedLimiter,
+}
+
+impl Delivery {
+    async fn deliver(&self, item: OutboxItem) {
+        let conversation = item.message.conversation.clone();
+        let Some(channel) = self.registry.get(conversation.channel.as_str()).cloned() else {
+            self.dead_letter(
+                &item.message,
+                "send_failed:unknown_channel",
+                "channel no longer configured",
+            )
+            .await;
+            return;
+        };
+        let Some(message) = self.apply_window(&channel, item).await else {
+            return;
+        };
+        let requests = match channel.adapter.render(&message) {
+            Ok(requests) => requests,
+            Err(error) => {
+                warn!(channel = %channel.id, error = %error, "reply could not be rendered");
+                self.dead_letter(&message, "send_failed:render", &error.to_string())
+                    .await;
+                return;
+            }
+        };
+        let platform = channel.platform;
+        let chat_key = conversation.to_string();
+        for request in requests {
+            self.channel_limits
+                .acquire(channel.id.as_str(), channel_rate(platform))
+                .await;
+            self.chat_limits
+                .acquire(&chat_key, chat_rate(platform, &conversation.chat))
+                .await;
+            if let Err(failure) = self.send_with_retries(&channel, &request).await {
+                let reason = match failure {
+                    SendFailure::OutsideWindow { .. } => "outside_window",
+                    SendFailure::RecipientUnreachable { .. } => "send_failed:recipient_unreachable",
+                    SendFailure::BadCredentials { .. } => "send_failed:bad_credentials",
+                    SendFailure::Permanent { .. } => "send_failed:permanent",
+                    SendFailure::Transient { .. } => "send_failed:transient",
+                    SendFailure::RetryAfter { .. } => "send_failed:rate_limited",
+                };
+                warn!(
+                    channel = %channel.id,
+                    platform = platform.as_str(),
+                    class = failure.label(),
+                    reason = failure.reason(),
+                    "reply not delivered"
+                );
+                self.dead_letter(&message, reason, failure.reason()).await;
+                // The rest of this reply would read oddly without its start.
+                return;
+            }
+        }
+    }
+
+    /// Enforces the 24-hour window: tags or templates the message when the
+    /// channel configured one, else records why it was not sent.
+    async fn apply_window(&self, channel: &Channel, item: OutboxItem) -> Option<OutboundMessage> {
+        let mut message = item.message;
+        if !matches!(channel.platform, Platform::Messenger | Platform::WhatsApp) {
+            return Some(message);
+        }
+        // Typing indicators and read marks are not messages.
+        if matches!(
+            message.body,
+            OutboundBody::Typing | OutboundBody::MarkRead { .. }
+        ) {
+            return Some(message);
+        }
+        let open = item
+            .last_customer_ms
+            .is_some_and(|last| now_ms().saturating_sub(last) < REPLY_WINDOW_MS);
+        if open
+            || matches!(message.body, OutboundBody::Template { .. })
+            || message.message_tag.is_some()
+        {
+            return Some(message);
+        }
+        match (
+            channel.platform,
+            &channel.outside_window_tag,
+            &channel.outside_window_template,
+        ) {
+            (Platform::Messenger, Some(tag), _) => {
+                message.message_tag = Some(tag.clone());
+                Some(message)
+            }
+            (Platform::WhatsApp, _, Some(template)) => {
+                message.body = OutboundBody::Template {
+                    name: template.name.clone(),
+                    language: template.language.clone(),
+                    parameters: Vec::new(),
+                };
+                Some(message)
+            }
+            _ => {
+                self.dead_letter(
+                    &message,
+                    "outside_window",
+                    "more than 24 hours since the customer's last message and no tag or template is configured",
+                )
+                .await;
+                None
+            }
+        }
+    }
+
+    async fn send_with_retries(
+        &self,
+        channel: &Channel,
+        request: &PlatformRequest,
+    ) -> Result<(), SendFailure> {
+        let platform = channel.platform.as_str();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let failure = match self.send_once(channel, request).await {
+                SendOutcome::Delivered { message_id } => {
+                    self.metrics
+                        .sends
+                        .get_or_create(&PlatformResult {
+                            platform,
+                            result: "delivered",
+                        })
+                        .inc();
+                    debug!(channel = %channel.id, ?message_id, "sent");
+                    return Ok(());
+                }
+                SendOutcome::Failed(failure) => failure,
+            };
+            self.metrics
+                .sends
+                .get_or_create(&PlatformResult {
+                    platform,
+                    result: failure.label(),
+                })
+                .inc();
+            let wait = match &failure {
+                SendFailure::RetryAfter { after, .. } if *after <= MAX_RETRY_AFTER => *after,
+                SendFailure::Transient { .. } => backoff(attempt),
+                _ => return Err(failure),
+            };
+            if attempt >= self.max_attempts {
+                return Err(failure);
+            }
+            debug!(channel = %channel.id, attempt, wait_ms = wait.as_millis() as u64, class = failure.label(), "retrying send");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn send_once(&self, channel: &Channel, request: &PlatformRequest) -> SendOutcome {
+        let Some(base) = self.api_bases.get(&channel.platform) else {
+            return SendOutcome::Failed(SendFailure::Permanent {
+                code: None,
+                reason: "no api base".into(),
+            });
+        };
+        let url = request.url(base);
+        let method = match request.method {
+            HttpMethod::Get => reqwest::Method::GET,
+            HttpMethod::Post => reqwest::Method::POST,
+            HttpMethod::Delete => reqwest::Method::DELETE,
+        };
+        let mut builder = self.http.request(method, url.expose_secret());
+        if let Some(token) = request.bearer_token() {
+            builder = builder.bearer_auth(token);
+        }
+        if let Some(body) = &request.body {
+            match serde_json::to_vec(body) {
+                Ok(bytes) => {
+                    builder = builder
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(bytes);
+                }
+                Err(_) => {
+                    return SendOutcome::Failed(SendFailure::Permanent {
+                        code: None,
+                        reason: "body not serialisable".into(),
+                    });
+                }
+            }
+        }
+        let started = Instant::now();
+        let response = builder.send().await;
+        self.metrics
+            .send_seconds
+            .get_or_create(&PlatformLabel {
+                platform: channel.platform.as_str(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        let response = match response {
+            Ok(response) => response,
+            // reqwest errors can carry the URL, which holds the Telegram
+            // token: log only the kind of failure.
+            Err(error) => {
+                let kind = if error.is_timeout() {
+                    "timeout"
+                } else if error.is_connect() {
+                    "connection failed"
+                } else {
+                    "request failed"
+                };
+                return SendOutcome::Failed(SendFailure::Transient {
+                    code: None,
+                    reason: kind.into(),
+                });
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.bytes().await.unwrap_or_default();
+        channel
+            .adapter
+            .classify(status, retry_after.as_deref(), &body)
+    }
+
+    async fn dead_letter(&self, message: &OutboundMessage, reason: &'static str, detail: &str) {
+        self.metrics.dead_letter(reason);
+        let letter = DeadLetter::new(
+            reason,
+            message.conversation.platform.as_str(),
+            message.conversation.channel.as_str(),
+            Some(message.conversation.to_string()),
+            detail,
+            serde_json::to_value(&message.body).ok(),
+        );
+        if let Err(error) = self.store.push_dead_letter(letter).await {
+            warn!(error = %error, reason, "could not record a dead letter");
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: uniform in [0, min(cap, base·2^n)].
+fn backoff(attempt: u32) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16));
+    let ceiling = exp.min(BACKOFF_CAP);
+    ceiling
+        .mul_f64(fastrand::f64())
+        .max(Duration::from_millis(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_but_stays_under_the_cap() {
+        for attempt in 1..40 {
+            let wait = backoff(attempt);
+            assert!(wait <= BACKOFF_CAP);
+            assert!(wait >= Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn one_key_always_maps_to_the_same_lane() {
+        assert_eq!(lane_of(&"telegram:tg:1", 64), lane_of(&"telegram:tg:1", 64));
+        assert!(lane_of(&"x", 7) < 7);
+    }
+}

@@ -1,0 +1,66 @@
+//! Logging set-up in one place: pretty or JSON lines on stderr, level from
+//! `RUST_LOG` or `server.log_level`, and personal data redacted from every
+//! line before it is written (defence in depth: the code already avoids
+//! logging message text, names and numbers).
+
+use std::io::{self, Write};
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::config::LogFormat;
+
+/// Wraps stderr; each formatted event is redacted before it is written.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedactingStderr;
+
+pub struct RedactingWriter {
+    buffer: Vec<u8>,
+}
+
+impl Write for RedactingWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.buffer.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for RedactingWriter {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.buffer);
+        let redacted = switchboard_core::guards::redact_pii(&text);
+        let _ = io::stderr().lock().write_all(redacted.as_bytes());
+    }
+}
+
+impl<'a> MakeWriter<'a> for RedactingStderr {
+    type Writer = RedactingWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingWriter {
+            buffer: Vec::with_capacity(256),
+        }
+    }
+}
+
+/// Installs the global subscriber. Safe to call twice (the second is a no-op).
+pub fn init(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(RedactingStderr);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+        LogFormat::Pretty => builder.with_ansi(false).try_init(),
+    };
+}

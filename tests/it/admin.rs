@@ -1,0 +1,127 @@
+//! The admin listener: bearer token on every route, readiness, metrics,
+//! channels without secrets, conversations masked and erasable.
+
+use std::time::Duration;
+
+use crate::helpers::*;
+
+const ROUTES: &[&str] = &[
+    "/readyz",
+    "/metrics",
+    "/admin/channels",
+    "/admin/dead-letters",
+    "/admin/conversations/telegram:tg:1",
+    "/admin/dev-outbox",
+];
+
+#[tokio::test]
+async fn every_admin_route_refuses_missing_or_wrong_tokens() {
+    let app = spawn_app().await;
+    for route in ROUTES {
+        let url = format!("{}{route}", app.admin);
+        let none = app.client.get(&url).send().await.unwrap();
+        assert_eq!(none.status(), 401, "{route} without a token");
+        assert!(none.headers().contains_key("www-authenticate"));
+        let wrong = app
+            .client
+            .get(&url)
+            .bearer_auth("test-admin-token-12")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 401, "{route} with a wrong token");
+        let basic = app
+            .client
+            .get(&url)
+            .basic_auth("admin", Some(ADMIN_TOKEN))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(basic.status(), 401, "{route} with basic auth");
+    }
+    let erase = app
+        .client
+        .delete(format!("{}/admin/conversations/telegram:tg:1", app.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erase.status(), 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn readyz_and_metrics_answer_with_the_token() {
+    let app = spawn_app().await;
+    assert_eq!(app.admin_get("/readyz").await.status(), 200);
+    app.post_telegram("tg", Some(TG_SECRET), &telegram_text(5, "hi"))
+        .await;
+    app.fake.wait_for(1, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let metrics = app.admin_get("/metrics").await.text().await.unwrap();
+    for name in [
+        "switchboard_webhooks_total{platform=\"telegram\",result=\"accepted\"} 1",
+        "switchboard_event_processing_seconds",
+        "switchboard_outbound_sends_total{platform=\"telegram\",result=\"delivered\"}",
+        "switchboard_queue_depth",
+    ] {
+        assert!(metrics.contains(name), "missing {name} in\n{metrics}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn channels_are_listed_without_any_secret() {
+    let app = spawn_app().await;
+    let response = app.admin_get("/admin/channels").await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    for id in ["\"tg\"", "\"ms\"", "\"wa\""] {
+        assert!(text.contains(id), "{text}");
+    }
+    for secret in ALL_SECRETS {
+        assert!(!text.contains(secret), "secret leaked: {text}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_conversation_can_be_read_masked_and_erased() {
+    let app = spawn_app().await;
+    app.post_telegram(
+        "tg",
+        Some(TG_SECRET),
+        &telegram_text(777, "my email is jane.doe@example.com, where is my order?"),
+    )
+    .await;
+    app.fake.wait_for(1, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let response = app.admin_get("/admin/conversations/telegram:tg:777").await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(
+        !text.contains("jane.doe@example.com"),
+        "personal data not masked: {text}"
+    );
+
+    let erased = app
+        .client
+        .delete(format!("{}/admin/conversations/telegram:tg:777", app.admin))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erased.status(), 204);
+    assert_eq!(
+        app.admin_get("/admin/conversations/telegram:tg:777")
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        app.admin_get("/admin/conversations/not-a-key")
+            .await
+            .status(),
+        400
+    );
+    app.stop().await;
+}

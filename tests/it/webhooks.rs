@@ -1,0 +1,271 @@
+//! Every row of the status-code table in DESIGN.md.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn healthz_answers_ok() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(format!("{}/healthz", app.public))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn valid_telegram_update_is_acknowledged_and_answered() {
+    let app = spawn_app().await;
+    let response = app
+        .post_telegram("tg", Some(TG_SECRET), &telegram_text(4242, "hi"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let requests = app.fake.wait_for(1, Duration::from_secs(5)).await;
+    let reply = requests
+        .iter()
+        .find(|r| r.path.ends_with("/sendMessage"))
+        .expect("a sendMessage");
+    assert_eq!(reply.path, format!("/telegram/bot{TG_TOKEN}/sendMessage"));
+    assert_eq!(reply.body["chat_id"], 4242);
+    assert!(!sent_text(reply).is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn forged_or_missing_telegram_secret_is_rejected_with_401_and_nothing_happens() {
+    let app = spawn_app().await;
+    let body = telegram_text(7, "hi");
+    assert_eq!(
+        app.post_telegram("tg", Some("wrong-secret"), &body)
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(app.post_telegram("tg", None, &body).await.status(), 401);
+    // The same update with the right secret is still new: nothing was stored.
+    assert_eq!(
+        app.post_telegram("tg", Some(TG_SECRET), &body)
+            .await
+            .status(),
+        200
+    );
+    app.fake.wait_for(1, Duration::from_secs(5)).await;
+    let metrics = app.admin_get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("switchboard_webhook_verification_failures_total"),
+        "{metrics}"
+    );
+    assert!(app.dead_letters().await.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn forged_meta_signatures_are_rejected_with_401() {
+    let app = spawn_app().await;
+    let body = whatsapp_text("15551234567", "hi", 0);
+    assert_eq!(
+        app.post_meta("whatsapp", "wa", Some("not-the-secret"), &body)
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.post_meta("whatsapp", "wa", None, &body).await.status(),
+        401
+    );
+    let legacy = app
+        .client
+        .post(format!("{}/webhooks/whatsapp/wa", app.public))
+        .header(
+            "X-Hub-Signature",
+            "sha1=3daa41999293ff66c3eb313e04bcf77861bb0276",
+        )
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(legacy.status(), 401);
+    let body = messenger_text("PAGE1", "123", "hi");
+    assert_eq!(
+        app.post_meta("messenger", "ms", Some(WA_SECRET), &body)
+            .await
+            .status(),
+        401
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(app.fake.requests().is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_channel_or_platform_is_404() {
+    let app = spawn_app().await;
+    let body = telegram_text(1, "hi");
+    assert_eq!(
+        app.post_telegram("nope", Some(TG_SECRET), &body)
+            .await
+            .status(),
+        404
+    );
+    // A channel exists, but for another platform.
+    assert_eq!(
+        app.post_meta("messenger", "tg", Some(MS_SECRET), &body)
+            .await
+            .status(),
+        404
+    );
+    let response = app
+        .client
+        .post(format!("{}/webhooks/sms/tg", app.public))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn body_over_the_limit_is_413() {
+    let app = spawn_app_with("", &[("SWITCHBOARD__SERVER__MAX_BODY_BYTES", "2048")]).await;
+    let text = "x".repeat(4096);
+    let body = telegram_text(1, &text);
+    assert_eq!(
+        app.post_telegram("tg", Some(TG_SECRET), &body)
+            .await
+            .status(),
+        413
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(app.fake.requests().is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn signed_but_unparseable_body_is_200_and_kept_as_a_dead_letter() {
+    let app = spawn_app().await;
+    let body = b"this is not json";
+    assert_eq!(
+        app.post_meta("whatsapp", "wa", Some(WA_SECRET), body)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.post_telegram("tg", Some(TG_SECRET), b"[1,2,3]")
+            .await
+            .status(),
+        200
+    );
+    let letters = app.dead_letters().await;
+    let reasons: Vec<_> = letters
+        .iter()
+        .map(|l| l["reason"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| *r == "unparseable_webhook")
+            .count(),
+        2,
+        "{letters:#?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn platform_retries_are_processed_once() {
+    let app = spawn_app().await;
+    let body = telegram_text(99, "hi");
+    for _ in 0..3 {
+        assert_eq!(
+            app.post_telegram("tg", Some(TG_SECRET), &body)
+                .await
+                .status(),
+            200
+        );
+    }
+    app.fake.wait_for(1, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let first_batch = app.fake.to_chat("99").len();
+    // One answer (maybe several messages), not three.
+    let body2 = telegram_text(98, "hi");
+    app.post_telegram("tg", Some(TG_SECRET), &body2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        first_batch,
+        app.fake.to_chat("98").len(),
+        "a retried update was answered more than once"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn meta_handshake_echoes_the_challenge_or_refuses() {
+    let app = spawn_app().await;
+    let url = format!(
+        "{}/webhooks/whatsapp/wa?hub.mode=subscribe&hub.verify_token={WA_VERIFY}&hub.challenge=1158201444",
+        app.public
+    );
+    let response = app.client.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "1158201444");
+
+    let url = format!(
+        "{}/webhooks/messenger/ms?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1",
+        app.public
+    );
+    assert_eq!(app.client.get(url).send().await.unwrap().status(), 403);
+    let url = format!(
+        "{}/webhooks/messenger/ms?hub.mode=subscribe&hub.verify_token={MS_VERIFY}&hub.challenge=abc",
+        app.public
+    );
+    let response = app.client.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "abc");
+    let url = format!(
+        "{}/webhooks/messenger/nope?hub.mode=subscribe&hub.verify_token={MS_VERIFY}&hub.challenge=1",
+        app.public
+    );
+    assert_eq!(app.client.get(url).send().await.unwrap().status(), 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_of_meta_messages_is_all_processed() {
+    let app = spawn_app().await;
+    let now = now_secs();
+    let body = serde_json::to_vec(&json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "WABA1", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "1", "phone_number_id": WA_NUMBER},
+            "messages": [
+                {"from": "15550000001", "id": "wamid.batch.1", "timestamp": now.to_string(), "type": "text", "text": {"body": "hi"}},
+                {"from": "15550000002", "id": "wamid.batch.2", "timestamp": now.to_string(), "type": "text", "text": {"body": "hi"}}
+            ]
+        }}]}]
+    }))
+    .unwrap();
+    assert_eq!(
+        app.post_meta("whatsapp", "wa", Some(WA_SECRET), &body)
+            .await
+            .status(),
+        200
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while app.fake.to_chat("15550000001").is_empty() || app.fake.to_chat("15550000002").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both customers should be answered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.stop().await;
+}
