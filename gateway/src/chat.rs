@@ -527,7 +527,11 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<ExitCode> {
             println!("bot> (no reply yet)");
         }
         for reply in &replies {
-            let lines = session.show(reply);
+            let lines: Vec<String> = session
+                .show(reply)
+                .iter()
+                .flat_map(|l| l.lines().map(str::to_owned).collect::<Vec<_>>())
+                .collect();
             let mut lines = lines.into_iter();
             if let Some(first) = lines.next() {
                 println!("bot> {first}");

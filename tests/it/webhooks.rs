@@ -269,3 +269,54 @@ async fn a_batch_of_meta_messages_is_all_processed() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_full_inbox_answers_503_with_retry_after_and_the_retry_is_processed_later() {
+    // One lane each, room for one item: a platform that says "wait 3 s"
+    // stalls the sender, the outbox fills, the worker waits, the inbox fills.
+    let env = [
+        ("SWITCHBOARD__PIPELINE__WORKERS", "1"),
+        ("SWITCHBOARD__PIPELINE__INBOX_CAPACITY", "1"),
+        ("SWITCHBOARD__SENDER__WORKERS", "1"),
+        ("SWITCHBOARD__SENDER__OUTBOX_CAPACITY", "1"),
+    ];
+    let app = spawn_app_with("", &env).await;
+    app.fake.script([Scripted {
+        status: 429,
+        retry_after: None,
+        body: json!({"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 3", "parameters": {"retry_after": 3}}),
+    }]);
+    let mut refused = None;
+    for chat in 0..40 {
+        let body = telegram_text(8000 + chat, "hi");
+        let response = app.post_telegram("tg", Some(TG_SECRET), &body).await;
+        if response.status() == 503 {
+            assert!(response.headers().contains_key("retry-after"));
+            refused = Some((8000 + chat, body));
+            break;
+        }
+        assert_eq!(response.status(), 200);
+    }
+    let (refused_chat, refused) = refused.expect("the inbox never filled up");
+    // Nothing was acknowledged, so the platform's retry is new, not a duplicate.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = app.post_telegram("tg", Some(TG_SECRET), &refused).await;
+        if response.status() == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the inbox never drained"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    while app.fake.to_chat(&refused_chat.to_string()).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the retried update was never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
