@@ -16,6 +16,7 @@ pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod effects;
+pub mod lanes;
 pub mod metrics;
 pub mod pipeline;
 pub mod ratelimit;

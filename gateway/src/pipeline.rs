@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use switchboard_core::assistant::{Assistant, Input, StepContext};
 use switchboard_core::state::ConversationState;
 use switchboard_model::{EventKind, InboundEvent, StatusKind};
-use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::effects::EffectRunner;
+use crate::lanes::{Lanes, PushError};
 use crate::metrics::{Metrics, PlatformLabel, PlatformResult};
 use crate::registry::ChannelRegistry;
-use crate::sender::{Outbox, OutboxItem, lane_of, now_ms};
+use crate::sender::{Outbox, OutboxItem, now_ms};
 use crate::store::{DeadLetter, Store, state_key};
 
 /// How many effect round-trips one event may cause; a guard against a
@@ -41,29 +41,28 @@ pub enum SubmitError {
 }
 
 /// Producer side of the inbox.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Inbox {
-    lanes: Arc<Vec<mpsc::Sender<InboxItem>>>,
-    metrics: Arc<Metrics>,
+    lanes: Lanes<InboxItem>,
 }
 
 impl Inbox {
     /// Queues the event without waiting; a full lane is reported so the
     /// webhook can answer 503 instead of growing without bound.
     pub fn try_submit(&self, event: InboundEvent) -> Result<(), SubmitError> {
-        let lane = lane_of(&event.conversation, self.lanes.len());
-        let sender = self.lanes.get(lane).ok_or(SubmitError::Closed)?;
-        match sender.try_send(InboxItem {
-            event,
-            received: Instant::now(),
-        }) {
-            Ok(()) => {
-                self.metrics.queue("inbox").inc();
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => Err(SubmitError::Full),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(SubmitError::Closed),
-        }
+        let key = event.conversation.clone();
+        self.lanes
+            .try_push(
+                &key,
+                InboxItem {
+                    event,
+                    received: Instant::now(),
+                },
+            )
+            .map_err(|error| match error {
+                PushError::Full => SubmitError::Full,
+                PushError::Closed => SubmitError::Closed,
+            })
     }
 }
 
@@ -78,51 +77,20 @@ pub struct Worker {
 }
 
 /// Starts the inbox lanes; the tasks end once `stop` changes and their lane
-/// is drained (or every `Inbox` clone is dropped).
+/// is drained.
 pub fn start(
     lanes: usize,
     lane_capacity: usize,
     worker: &Arc<Worker>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> (Inbox, Vec<tokio::task::JoinHandle<()>>) {
-    let mut senders = Vec::with_capacity(lanes);
-    let mut tasks = Vec::with_capacity(lanes);
-    for _ in 0..lanes.max(1) {
-        let (tx, mut rx) = mpsc::channel::<InboxItem>(lane_capacity.max(1));
-        senders.push(tx);
+    let depth = worker.metrics.queue("inbox");
+    let worker = worker.clone();
+    let (lanes, tasks) = Lanes::start(lanes, lane_capacity, depth, stop, move |item: InboxItem| {
         let worker = worker.clone();
-        let mut stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    item = rx.recv() => match item {
-                        Some(item) => {
-                            worker.metrics.queue("inbox").dec();
-                            worker.handle(item).await;
-                        }
-                        None => break,
-                    },
-                    _ = stop.changed() => {
-                        // Take nothing new, finish what was acknowledged.
-                        rx.close();
-                        while let Some(item) = rx.recv().await {
-                            worker.metrics.queue("inbox").dec();
-                            worker.handle(item).await;
-                        }
-                        break;
-                    }
-                }
-            }
-        }));
-    }
-    let metrics = worker.metrics.clone();
-    (
-        Inbox {
-            lanes: Arc::new(senders),
-            metrics,
-        },
-        tasks,
-    )
+        async move { worker.handle(item).await }
+    });
+    (Inbox { lanes }, tasks)
 }
 
 impl Worker {

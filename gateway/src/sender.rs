@@ -9,7 +9,6 @@
 //! configured the message tag or template for that case.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,9 +16,9 @@ use secrecy::ExposeSecret;
 use switchboard_model::{
     HttpMethod, OutboundBody, OutboundMessage, Platform, PlatformRequest, SendFailure, SendOutcome,
 };
-use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use crate::lanes::Lanes;
 use crate::metrics::{Metrics, PlatformLabel, PlatformResult};
 use crate::ratelimit::{KeyedLimiter, channel_rate, chat_rate};
 use crate::registry::{Channel, ChannelRegistry};
@@ -48,29 +47,16 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Which lane a conversation belongs to. Stable within a process.
-pub fn lane_of(key: &impl Hash, lanes: usize) -> usize {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut hasher);
-    (hasher.finish() % lanes.max(1) as u64) as usize
-}
-
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Outbox {
-    lanes: Arc<Vec<mpsc::Sender<OutboxItem>>>,
-    metrics: Arc<Metrics>,
+    lanes: Lanes<OutboxItem>,
 }
 
 impl Outbox {
     /// Waits for room: the worker slows down rather than dropping replies.
     pub async fn push(&self, item: OutboxItem) -> Result<(), OutboxClosed> {
-        let lane = lane_of(&item.message.conversation, self.lanes.len());
-        let sender = self.lanes.get(lane).ok_or(OutboxClosed)?;
-        self.metrics.queue("outbox").inc();
-        sender.send(item).await.map_err(|_| {
-            self.metrics.queue("outbox").dec();
-            OutboxClosed
-        })
+        let key = item.message.conversation.clone();
+        self.lanes.push(&key, item).await.map_err(|_| OutboxClosed)
     }
 }
 
@@ -105,48 +91,24 @@ pub fn start(
         http,
         registry,
         store,
-        metrics: metrics.clone(),
+        metrics,
         api_bases: config.api_bases,
         max_attempts: config.max_attempts,
         channel_limits: KeyedLimiter::default(),
         chat_limits: KeyedLimiter::default(),
     });
-    let mut lanes = Vec::with_capacity(config.lanes);
-    let mut tasks = Vec::with_capacity(config.lanes);
-    for _ in 0..config.lanes.max(1) {
-        let (tx, mut rx) = mpsc::channel::<OutboxItem>(config.lane_capacity.max(1));
-        lanes.push(tx);
-        let delivery = delivery.clone();
-        let mut stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    item = rx.recv() => match item {
-                        Some(item) => {
-                            delivery.metrics.queue("outbox").dec();
-                            delivery.deliver(item).await;
-                        }
-                        None => break,
-                    },
-                    _ = stop.changed() => {
-                        rx.close();
-                        while let Some(item) = rx.recv().await {
-                            delivery.metrics.queue("outbox").dec();
-                            delivery.deliver(item).await;
-                        }
-                        break;
-                    }
-                }
-            }
-        }));
-    }
-    Ok((
-        Outbox {
-            lanes: Arc::new(lanes),
-            metrics,
+    let depth = delivery.metrics.queue("outbox");
+    let (lanes, tasks) = Lanes::start(
+        config.lanes,
+        config.lane_capacity,
+        depth,
+        stop,
+        move |item: OutboxItem| {
+            let delivery = delivery.clone();
+            async move { delivery.deliver(item).await }
         },
-        tasks,
-    ))
+    );
+    Ok((Outbox { lanes }, tasks))
 }
 
 struct Delivery {
@@ -417,11 +379,5 @@ mod tests {
             assert!(wait <= BACKOFF_CAP);
             assert!(wait >= Duration::from_millis(10));
         }
-    }
-
-    #[test]
-    fn one_key_always_maps_to_the_same_lane() {
-        assert_eq!(lane_of(&"telegram:tg:1", 64), lane_of(&"telegram:tg:1", 64));
-        assert!(lane_of(&"x", 7) < 7);
     }
 }
