@@ -8,10 +8,13 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use switchboard_model::{ChannelId, Platform};
+
+use crate::store::crypto::Keyring;
 
 /// The built-in defaults; every key here can be overridden.
 const DEFAULTS: &str = include_str!("defaults.toml");
@@ -84,9 +87,57 @@ pub struct ServerSettings {
     pub log_level: String,
 }
 
-#[derive(Debug, Clone)]
+/// `[store]`: where state lives and how it is protected at rest.
+#[derive(Clone)]
 pub struct StoreSettings {
+    /// `memory`, `redis://[user:password@]host:port/db`, `rediss://...`
+    /// (TLS), `redis+cluster://host1:port,host2:port` or `rediss+cluster://`.
     pub url: String,
+    /// The longest any one Redis call may take.
+    pub timeout_ms: u64,
+    /// Put before every Redis key (several deployments sharing one Redis).
+    pub key_prefix: String,
+    /// Seals values at rest; `None` only with `allow_plaintext` or memory.
+    pub encryption: Option<Arc<Keyring>>,
+    pub allow_plaintext: bool,
+    /// Overrides a password in the URL (from `password` or `password_file`).
+    pub password: Option<SecretString>,
+    /// PEM file of the CA that signed the Redis server's certificate, when
+    /// it is not in the system's trust store.
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+impl StoreSettings {
+    /// `url` with every other key at its default (tests, tools).
+    pub fn new(url: impl Into<String>) -> StoreSettings {
+        StoreSettings {
+            url: url.into(),
+            timeout_ms: default_store_timeout_ms(),
+            key_prefix: String::new(),
+            encryption: None,
+            allow_plaintext: false,
+            password: None,
+            tls_ca_file: None,
+        }
+    }
+
+    pub fn is_memory(&self) -> bool {
+        self.url.trim() == "memory"
+    }
+}
+
+impl fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreSettings")
+            .field("url", &crate::store::redis::redact_url(&self.url))
+            .field("timeout_ms", &self.timeout_ms)
+            .field("key_prefix", &self.key_prefix)
+            .field("encryption", &self.encryption)
+            .field("allow_plaintext", &self.allow_plaintext)
+            .field("password", &self.password.as_ref().map(|_| "[REDACTED]"))
+            .field("tls_ca_file", &self.tls_ca_file)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -239,6 +290,46 @@ struct RawServer {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     url: String,
+    #[serde(default = "default_store_timeout_ms")]
+    timeout_ms: u64,
+    #[serde(default)]
+    key_prefix: String,
+    encryption_keys: Option<KeyList>,
+    encryption_keys_file: Option<PathBuf>,
+    #[serde(default)]
+    allow_plaintext: bool,
+    password: Option<SecretString>,
+    password_file: Option<PathBuf>,
+    tls_ca_file: Option<PathBuf>,
+}
+
+/// A TOML list, or one string of entries separated by commas or spaces (the
+/// form an environment variable can carry).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum KeyList {
+    Many(Vec<String>),
+    One(String),
+}
+
+impl KeyList {
+    fn entries(self) -> Vec<SecretString> {
+        let split = |s: &str| -> Vec<SecretString> {
+            s.split([',', ' ', '\n', '\t'])
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(|e| SecretString::from(e.to_owned()))
+                .collect()
+        };
+        match self {
+            KeyList::Many(list) => list.iter().flat_map(|e| split(e)).collect(),
+            KeyList::One(text) => split(&text),
+        }
+    }
+}
+
+fn default_store_timeout_ms() -> u64 {
+    2000
 }
 
 #[derive(Deserialize, Default)]
@@ -510,13 +601,7 @@ impl RawSettings {
         if self.sender.max_attempts == 0 {
             return Err(invalid("sender.max_attempts", "must be at least 1"));
         }
-        let store_url = self.store.url.trim().to_owned();
-        if store_url != "memory" {
-            return Err(invalid(
-                "store.url",
-                format!("'{store_url}' is not supported by this build; use \"memory\""),
-            ));
-        }
+        let store = validate_store(self.store)?;
         for (key, base) in [
             (
                 "platforms.telegram.api_base",
@@ -638,7 +723,7 @@ impl RawSettings {
                 log_format: self.server.log_format,
                 log_level: self.server.log_level,
             },
-            store: StoreSettings { url: store_url },
+            store,
             platforms: PlatformSettings {
                 telegram_api_base: self.platforms.telegram.api_base,
                 messenger_api_base: self.platforms.messenger.api_base,
@@ -666,6 +751,104 @@ impl RawSettings {
             demo,
         })
     }
+}
+
+fn validate_store(raw: RawStore) -> Result<StoreSettings, ConfigError> {
+    let url = raw.url.trim().to_owned();
+    let memory = url == "memory";
+    if !memory {
+        crate::store::redis::parse_url(&url).map_err(|e| invalid("store.url", e.to_string()))?;
+    }
+    if !(50..=60_000).contains(&raw.timeout_ms) {
+        return Err(invalid(
+            "store.timeout_ms",
+            "must be between 50 and 60000; 2000 suits a Redis in the same network",
+        ));
+    }
+    let prefix_ok = raw.key_prefix.len() <= 64
+        && raw
+            .key_prefix
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '{' && c != '}');
+    if !prefix_ok {
+        return Err(invalid(
+            "store.key_prefix",
+            "must be at most 64 printable characters without spaces or braces (braces would break cluster hash tags), e.g. \"shop-a:\"",
+        ));
+    }
+    let entries = match (raw.encryption_keys, &raw.encryption_keys_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "store.encryption_keys",
+                "set either encryption_keys or encryption_keys_file, not both",
+            ));
+        }
+        (Some(list), None) => list.entries(),
+        (None, Some(path)) => {
+            let content = std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    "store.encryption_keys_file",
+                    format!(
+                        "cannot read {}: {e}; check the path and its permissions",
+                        path.display()
+                    ),
+                )
+            })?;
+            content
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                .map(|line| SecretString::from(line.to_owned()))
+                .collect()
+        }
+        (None, None) => Vec::new(),
+    };
+    let encryption = if entries.is_empty() {
+        None
+    } else {
+        let key = if raw.encryption_keys_file.is_some() {
+            "store.encryption_keys_file"
+        } else {
+            "store.encryption_keys"
+        };
+        Some(Arc::new(
+            Keyring::parse(&entries).map_err(|e| invalid(key, e.to_string()))?,
+        ))
+    };
+    if !memory && encryption.is_none() && !raw.allow_plaintext {
+        return Err(invalid(
+            "store.encryption_keys",
+            "is required for a Redis store: conversation state and link codes are encrypted at rest. \
+             Generate a key with `openssl rand -base64 32` and set encryption_keys = [\"k1:<that value>\"] \
+             (or encryption_keys_file, one \"id:key\" per line). To store plain text instead (never in \
+             production), set allow_plaintext = true",
+        ));
+    }
+    let password = read_secret("store.password", raw.password, raw.password_file.as_ref())?;
+    let tls = url.starts_with("rediss://") || url.starts_with("rediss+cluster://");
+    if let Some(path) = &raw.tls_ca_file {
+        if !tls {
+            return Err(invalid(
+                "store.tls_ca_file",
+                "only applies to a TLS store.url (rediss:// or rediss+cluster://)",
+            ));
+        }
+        if !path.is_file() {
+            return Err(invalid(
+                "store.tls_ca_file",
+                format!("{} does not exist", path.display()),
+            ));
+        }
+    }
+    Ok(StoreSettings {
+        url,
+        timeout_ms: raw.timeout_ms,
+        key_prefix: raw.key_prefix,
+        encryption,
+        allow_plaintext: raw.allow_plaintext,
+        password,
+        tls_ca_file: raw.tls_ca_file,
+    })
 }
 
 fn required(
@@ -1081,5 +1264,144 @@ phone_number_id = "1234567890"
         )];
         let error = Settings::load_from(None, &env).unwrap_err().to_string();
         assert!(error.contains("loopback"), "{error}");
+    }
+
+    const KEY1: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const KEY2: &str = "k2:HxAbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgEAAAA=";
+
+    fn with_store(store: &str) -> String {
+        FULL.replace(
+            "[store]\nurl = \"memory\"\n",
+            &format!("[store]\n{store}\n"),
+        )
+    }
+
+    fn store_error(store: &str) -> String {
+        let (_dir, path) = write(&with_store(store));
+        Settings::load_from(Some(&path), &[])
+            .unwrap_err()
+            .to_string()
+    }
+
+    fn store_settings(store: &str, env: &[(&str, &str)]) -> StoreSettings {
+        let (_dir, path) = write(&with_store(store));
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::load_from(Some(&path), &env).unwrap().store
+    }
+
+    #[test]
+    fn a_redis_store_without_keys_refuses_to_start_and_says_how_to_make_one() {
+        let error = store_error("url = \"redis://127.0.0.1:6379/0\"");
+        assert!(error.starts_with("store.encryption_keys"), "{error}");
+        assert!(error.contains("openssl rand -base64 32"), "{error}");
+        assert!(error.contains("allow_plaintext"), "{error}");
+        let settings = store_settings(
+            "url = \"redis://127.0.0.1:6379/0\"\nallow_plaintext = true",
+            &[],
+        );
+        assert!(settings.encryption.is_none() && settings.allow_plaintext);
+        assert_eq!(settings.timeout_ms, 2000);
+    }
+
+    #[test]
+    fn the_store_url_is_a_one_line_switch_from_file_or_environment() {
+        let settings = store_settings(
+            &format!(
+                "url = \"redis://127.0.0.1:6379/0\"\nencryption_keys = [\"{KEY2}\", \"{KEY1}\"]"
+            ),
+            &[],
+        );
+        let keyring = settings.encryption.unwrap();
+        assert_eq!(keyring.active_id(), "k2");
+        assert_eq!(keyring.key_ids().collect::<Vec<_>>(), ["k2", "k1"]);
+
+        let keys = format!("{KEY1},{KEY2}");
+        let settings = store_settings(
+            "url = \"memory\"",
+            &[
+                (
+                    "SWITCHBOARD__STORE__URL",
+                    "redis+cluster://10.0.0.1:7000,10.0.0.2:7000",
+                ),
+                ("SWITCHBOARD__STORE__ENCRYPTION_KEYS", &keys),
+                ("SWITCHBOARD__STORE__TIMEOUT_MS", "500"),
+            ],
+        );
+        assert_eq!(settings.url, "redis+cluster://10.0.0.1:7000,10.0.0.2:7000");
+        assert_eq!(settings.timeout_ms, 500);
+        assert_eq!(settings.encryption.unwrap().active_id(), "k1");
+    }
+
+    #[test]
+    fn encryption_keys_can_come_from_a_file_with_comments() {
+        let dir = tempdir::Dir::new();
+        let keys = dir.path().join("keys");
+        std::fs::write(&keys, format!("# newest first\n{KEY2}\n\n{KEY1}\n")).unwrap();
+        let settings = store_settings(
+            &format!(
+                "url = \"rediss://cache.internal:6380\"\nencryption_keys_file = \"{}\"",
+                keys.display()
+            ),
+            &[],
+        );
+        assert_eq!(settings.encryption.unwrap().active_id(), "k2");
+    }
+
+    #[test]
+    fn bad_store_settings_name_the_key_and_never_echo_secrets() {
+        let cases = [
+            (
+                "url = \"redis+cluster://\"\nallow_plaintext = true",
+                "store.url",
+            ),
+            (
+                "url = \"redis+cluster://a:1,b:2/4\"\nallow_plaintext = true",
+                "store.url",
+            ),
+            ("url = \"http://x\"", "store.url"),
+            (
+                "url = \"redis://h:1\"\nencryption_keys = [\"k1:c2VjcmV0LWJ1dC10b28tc2hvcnQ=\"]",
+                "store.encryption_keys",
+            ),
+            (
+                &format!("url = \"redis://h:1\"\nencryption_keys = [\"{KEY1}\", \"{KEY1}\"]"),
+                "store.encryption_keys",
+            ),
+            (
+                "url = \"redis://h:1\"\nallow_plaintext = true\ntimeout_ms = 0",
+                "store.timeout_ms",
+            ),
+            (
+                "url = \"redis://h:1\"\nallow_plaintext = true\nkey_prefix = \"{a}\"",
+                "store.key_prefix",
+            ),
+            (
+                "url = \"redis://h:1\"\nallow_plaintext = true\ntls_ca_file = \"/etc/hosts\"",
+                "store.tls_ca_file",
+            ),
+        ];
+        for (store, key) in cases {
+            let error = store_error(store);
+            assert!(error.starts_with(key), "expected {key}: {error}");
+            assert!(!error.contains("c2VjcmV0"), "key material in: {error}");
+        }
+    }
+
+    #[test]
+    fn store_debug_shows_neither_password_nor_key_material() {
+        let settings = store_settings(
+            &format!(
+                "url = \"redis://app:hunter2@cache:6379/0\"\nencryption_keys = [\"{KEY1}\"]\npassword = \"override-pw\""
+            ),
+            &[],
+        );
+        let debug = format!("{settings:?}");
+        for secret in ["hunter2", "override-pw", "AAECAwQF"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(debug.contains("k1"), "key ids are shown: {debug}");
     }
 }

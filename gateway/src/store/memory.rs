@@ -5,10 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::DeadLetter;
-
-/// Most dead letters kept in memory; the oldest go first.
-const MAX_DEAD_LETTERS: usize = 10_000;
+use super::{DeadLetter, MAX_DEAD_LETTERS};
 /// Sweep expired keys after this many writes, so memory stays bounded
 /// without a background task.
 const SWEEP_EVERY: u64 = 4096;

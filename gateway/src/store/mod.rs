@@ -1,19 +1,27 @@
 //! Storage behind one interface: dedupe keys, conversation state, one-time
-//! code records, dead letters. Backends are siblings (`memory.rs`; Redis
-//! comes next) selected by `[store] url`; the same conformance tests run
-//! against each.
+//! code records, dead letters. Backends are siblings (`memory.rs`,
+//! `redis.rs`) selected by `[store] url`; the same conformance tests run
+//! against each (memory, a private redis-server, a 3-master Redis Cluster).
 //!
 //! Keys are namespaced `sb:v1:{kind}:...` and every value has a TTL except
-//! dead letters, which an operator clears.
+//! dead letters, which an operator clears. A conversation's keys carry its
+//! `{...}` hash tag so they share one Redis Cluster slot. The Redis backend
+//! seals values at rest (crypto.rs); docs/REDIS.md lists every key.
 
+pub mod crypto;
 mod memory;
+pub mod redis;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use switchboard_model::ConversationKey;
 
+use crate::config::StoreSettings;
 pub use memory::MemoryStore;
+pub use redis::{RedisConnection, RedisStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -24,6 +32,14 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Most dead letters kept; the oldest go first.
+pub const MAX_DEAD_LETTERS: usize = 10_000;
+
+/// The one list of dead letters, newest first. No TTL: an operator clears it.
+pub const DEAD_LETTERS_KEY: &str = "sb:v1:dead-letters";
+
+const DEDUPE_PREFIX: &str = "sb:v1:seen:";
 
 /// Something the gateway acknowledged but could not handle or deliver. Never
 /// holds secrets; message text in it is masked by the assistant's guards.
@@ -67,8 +83,19 @@ impl DeadLetter {
     }
 }
 
+/// The event id is hashed: ids such as WhatsApp's `wamid` encode the user's
+/// phone number, and a fixed length keeps keys small.
 pub fn dedupe_key(platform: &str, channel: &str, event_id: &str) -> String {
-    format!("sb:v1:seen:{platform}:{channel}:{event_id}")
+    let digest = Sha256::digest(event_id.as_bytes());
+    format!(
+        "{DEDUPE_PREFIX}{platform}:{channel}:{}",
+        hex::encode(&digest[..16])
+    )
+}
+
+/// Dedupe marks hold nothing, so they are not sealed.
+pub fn is_dedupe_key(key: &str) -> bool {
+    key.starts_with(DEDUPE_PREFIX)
 }
 
 pub fn state_key(conversation: &ConversationKey) -> String {
@@ -84,16 +111,60 @@ pub fn pending_link_key(conversation: &ConversationKey) -> String {
     format!("sb:v1:otp-pending:{{{conversation}}}")
 }
 
+/// Every key that belongs to one conversation alone (all in its hash-tag
+/// slot), deleted by [`Store::erase_conversation`]. A new per-conversation
+/// key belongs here too.
+pub fn conversation_keys(conversation: &ConversationKey) -> Vec<String> {
+    vec![state_key(conversation), pending_link_key(conversation)]
+}
+
 /// The configured store. An enum rather than a trait object: two backends,
 /// static dispatch, and `grep` finds every implementation.
 #[derive(Debug, Clone)]
 pub enum Store {
-    Memory(std::sync::Arc<MemoryStore>),
+    Memory(Arc<MemoryStore>),
+    Redis(Arc<RedisStore>),
 }
 
 impl Store {
     pub fn memory() -> Store {
-        Store::Memory(std::sync::Arc::new(MemoryStore::default()))
+        Store::Memory(Arc::new(MemoryStore::default()))
+    }
+
+    /// The store `settings.url` names: `memory`, or Redis in any of the
+    /// forms [`redis::parse_url`] takes. Fails when Redis does not answer.
+    pub async fn connect(settings: &StoreSettings) -> StoreResult<Store> {
+        if settings.url.trim() == "memory" {
+            return Ok(Store::memory());
+        }
+        Ok(Store::Redis(Arc::new(RedisStore::connect(settings).await?)))
+    }
+
+    /// The Redis backend, for the streams that live beside the store.
+    pub fn as_redis(&self) -> Option<&Arc<RedisStore>> {
+        match self {
+            Store::Redis(store) => Some(store),
+            Store::Memory(_) => None,
+        }
+    }
+
+    /// Seals bytes kept outside the key/value methods (stream entries);
+    /// `associated` binds them to one use, so they cannot be replayed as
+    /// another kind of value. Unchanged in memory and with
+    /// `allow_plaintext`.
+    pub fn seal(&self, associated: &str, plaintext: &[u8]) -> StoreResult<Vec<u8>> {
+        match self {
+            Store::Memory(_) => Ok(plaintext.to_vec()),
+            Store::Redis(store) => store.seal(associated, plaintext),
+        }
+    }
+
+    /// Opens bytes sealed by [`Store::seal`] with the same `associated`.
+    pub fn open(&self, associated: &str, stored: &[u8]) -> StoreResult<Vec<u8>> {
+        match self {
+            Store::Memory(_) => Ok(stored.to_vec()),
+            Store::Redis(store) => store.open(associated, stored),
+        }
     }
 
     /// Records `key`; true when it was new (not seen within its TTL). Atomic:
@@ -101,12 +172,14 @@ impl Store {
     pub async fn first_sighting(&self, key: &str, ttl: Duration) -> StoreResult<bool> {
         match self {
             Store::Memory(store) => Ok(store.insert_if_absent(key, Vec::new(), ttl)),
+            Store::Redis(store) => store.first_sighting(key, ttl).await,
         }
     }
 
     pub async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         match self {
             Store::Memory(store) => Ok(store.get(key)),
+            Store::Redis(store) => store.get(key).await,
         }
     }
 
@@ -116,6 +189,7 @@ impl Store {
                 store.put(key, value, ttl);
                 Ok(())
             }
+            Store::Redis(store) => store.put(key, &value, ttl).await,
         }
     }
 
@@ -125,6 +199,7 @@ impl Store {
                 store.delete(key);
                 Ok(())
             }
+            Store::Redis(store) => store.delete(key).await,
         }
     }
 
@@ -134,6 +209,7 @@ impl Store {
                 store.push_dead_letter(letter);
                 Ok(())
             }
+            Store::Redis(store) => store.push_dead_letter(&letter).await,
         }
     }
 
@@ -141,52 +217,99 @@ impl Store {
     pub async fn dead_letters(&self, limit: usize) -> StoreResult<Vec<DeadLetter>> {
         match self {
             Store::Memory(store) => Ok(store.dead_letters(limit)),
+            Store::Redis(store) => store.dead_letters(limit).await,
         }
     }
 
     pub async fn dead_letter_count(&self) -> StoreResult<usize> {
         match self {
             Store::Memory(store) => Ok(store.dead_letter_count()),
+            Store::Redis(store) => store.dead_letter_count().await,
         }
     }
 
-    /// Removes everything stored about one conversation: state, pending
-    /// link codes, and dead letters that name it.
+    /// Removes everything stored about one conversation: its own keys
+    /// ([`conversation_keys`]), the link-code record of the account it was
+    /// linking, and dead letters that name it.
     pub async fn erase_conversation(&self, conversation: &ConversationKey) -> StoreResult<()> {
         let name = conversation.to_string();
         match self {
             Store::Memory(store) => {
-                store.delete(&state_key(conversation));
                 if let Some(account) = store.get(&pending_link_key(conversation)) {
                     store.delete(&link_code_key(&String::from_utf8_lossy(&account)));
                 }
-                store.delete(&pending_link_key(conversation));
+                for key in conversation_keys(conversation) {
+                    store.delete(&key);
+                }
                 store.remove_dead_letters(|letter| letter.conversation.as_deref() == Some(&name));
                 Ok(())
             }
+            Store::Redis(store) => store.erase_conversation(conversation).await,
         }
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
         match self {
             Store::Memory(_) => Ok(()),
+            Store::Redis(store) => store.ping().await,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Settings and fixtures shared by the store tests.
+    use super::*;
+    use crate::store::crypto::Keyring;
+    use secrecy::SecretString;
+    use switchboard_model::{ChannelId, ChatId, Platform};
+
+    pub const K1: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    pub const K2: &str = "k2:HxAbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgEAAAA=";
+
+    pub fn keyring(entries: &[&str]) -> Option<Arc<Keyring>> {
+        let entries: Vec<SecretString> = entries.iter().map(|e| SecretString::from(*e)).collect();
+        Some(Arc::new(Keyring::parse(&entries).unwrap()))
+    }
+
+    /// A Redis store sealing with `keys` (plain text when empty).
+    pub async fn redis_store(url: &str, prefix: &str, keys: &[&str]) -> Arc<RedisStore> {
+        let mut settings = StoreSettings::new(url);
+        settings.key_prefix = prefix.to_owned();
+        settings.encryption = if keys.is_empty() { None } else { keyring(keys) };
+        settings.allow_plaintext = keys.is_empty();
+        Arc::new(RedisStore::connect(&settings).await.unwrap())
+    }
+
+    pub fn conversation(chat: i64) -> ConversationKey {
+        ConversationKey::new(
+            Platform::Telegram,
+            ChannelId::new("tg").unwrap(),
+            ChatId::Int(chat),
+        )
+    }
+
+    pub fn letter(id: &str, conversation: Option<String>) -> DeadLetter {
+        DeadLetter {
+            id: id.into(),
+            at_ms: 1,
+            reason: "send_failed:permanent".into(),
+            platform: "telegram".into(),
+            channel: "tg".into(),
+            conversation,
+            detail: "x".into(),
+            payload: None,
         }
     }
 }
 
 #[cfg(test)]
 mod conformance {
-    //! Behaviour every backend must show.
+    //! Behaviour every backend must show: memory, a private redis-server
+    //! (sealed and plain) and a 3-master Redis Cluster.
+    use super::test_support::*;
     use super::*;
-    use switchboard_model::{ChannelId, ChatId, Platform};
-
-    fn conversation() -> ConversationKey {
-        ConversationKey::new(
-            Platform::Telegram,
-            ChannelId::new("tg").unwrap(),
-            ChatId::Int(-5),
-        )
-    }
+    use switchboard_testkit::{RedisCluster, RedisServer};
 
     async fn check(store: Store) {
         let ttl = Duration::from_secs(60);
@@ -194,9 +317,15 @@ mod conformance {
         assert!(!store.first_sighting("k1", ttl).await.unwrap());
         store.delete("k1").await.unwrap();
         assert!(store.first_sighting("k1", ttl).await.unwrap());
+        let seen = dedupe_key("telegram", "tg", "update-1");
+        assert!(store.first_sighting(&seen, ttl).await.unwrap());
+        assert!(!store.first_sighting(&seen, ttl).await.unwrap());
 
+        assert_eq!(store.get("absent").await.unwrap(), None);
         store.put("v", b"one".to_vec(), ttl).await.unwrap();
         assert_eq!(store.get("v").await.unwrap().as_deref(), Some(&b"one"[..]));
+        store.put("v", b"two".to_vec(), ttl).await.unwrap();
+        assert_eq!(store.get("v").await.unwrap().as_deref(), Some(&b"two"[..]));
         store
             .put("short", b"x".to_vec(), Duration::from_millis(1))
             .await
@@ -204,7 +333,10 @@ mod conformance {
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(store.get("short").await.unwrap(), None);
 
-        let conv = conversation();
+        let sealed = store.seal("sb:v1:inbox-entry", b"event").unwrap();
+        assert_eq!(store.open("sb:v1:inbox-entry", &sealed).unwrap(), b"event");
+
+        let conv = conversation(-5);
         store
             .put(&state_key(&conv), b"{}".to_vec(), ttl)
             .await
@@ -217,44 +349,38 @@ mod conformance {
             .put(&link_code_key("acct-1"), b"rec".to_vec(), ttl)
             .await
             .unwrap();
-        let letter = DeadLetter {
-            id: "d1".into(),
-            at_ms: 1,
-            reason: "send_failed:permanent".into(),
-            platform: "telegram".into(),
-            channel: "tg".into(),
-            conversation: Some(conv.to_string()),
-            detail: "x".into(),
-            payload: None,
-        };
-        store.push_dead_letter(letter.clone()).await.unwrap();
         store
-            .push_dead_letter(DeadLetter {
-                id: "d2".into(),
-                conversation: None,
-                ..letter
-            })
+            .put(&link_code_key("acct-2"), b"other".to_vec(), ttl)
             .await
             .unwrap();
-        assert_eq!(store.dead_letters(10).await.unwrap()[0].id, "d2");
+        let d1 = letter("d1", Some(conv.to_string()));
+        store.push_dead_letter(d1.clone()).await.unwrap();
+        store.push_dead_letter(letter("d2", None)).await.unwrap();
+        let letters = store.dead_letters(10).await.unwrap();
+        assert_eq!(letters.len(), 2);
+        assert_eq!(letters[0].id, "d2", "newest first");
+        assert_eq!(letters[1], d1, "a letter reads back whole");
+        assert_eq!(store.dead_letters(1).await.unwrap().len(), 1);
+        assert_eq!(store.dead_letter_count().await.unwrap(), 2);
 
         store.erase_conversation(&conv).await.unwrap();
         assert_eq!(store.get(&state_key(&conv)).await.unwrap(), None);
         assert_eq!(store.get(&link_code_key("acct-1")).await.unwrap(), None);
         assert_eq!(store.get(&pending_link_key(&conv)).await.unwrap(), None);
+        assert!(
+            store.get(&link_code_key("acct-2")).await.unwrap().is_some(),
+            "another account's record stays"
+        );
         let left = store.dead_letters(10).await.unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].id, "d2");
+        assert_eq!(store.dead_letter_count().await.unwrap(), 1);
+        store.ping().await.unwrap();
+
+        check_concurrent_sightings(&store).await;
     }
 
-    #[tokio::test]
-    async fn memory_store_conforms() {
-        check(Store::memory()).await;
-    }
-
-    #[tokio::test]
-    async fn only_one_of_many_concurrent_sightings_is_first() {
-        let store = Store::memory();
+    async fn check_concurrent_sightings(store: &Store) {
         let mut handles = Vec::new();
         for _ in 0..16 {
             let store = store.clone();
@@ -269,6 +395,67 @@ mod conformance {
         for handle in handles {
             firsts += usize::from(handle.await.unwrap());
         }
-        assert_eq!(firsts, 1);
+        assert_eq!(firsts, 1, "exactly one concurrent sighting is first");
+    }
+
+    #[tokio::test]
+    async fn memory_store_conforms() {
+        check(Store::memory()).await;
+    }
+
+    #[tokio::test]
+    async fn redis_store_conforms() {
+        let server = RedisServer::start();
+        check(Store::Redis(redis_store(server.url(), "", &[K1]).await)).await;
+    }
+
+    #[tokio::test]
+    async fn redis_store_without_encryption_conforms() {
+        let server = RedisServer::start();
+        check(Store::Redis(redis_store(server.url(), "", &[]).await)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_cluster_store_conforms() {
+        let cluster = RedisCluster::start(3);
+        let store = redis_store(&cluster.url(), "shop-a:", &[K1]).await;
+        check(Store::Redis(store.clone())).await;
+
+        // A conversation's keys share one slot, so one DEL (or a script)
+        // can touch them all.
+        let conv = conversation(77);
+        let mut connection = store.connection();
+        let mut slots = Vec::new();
+        for key in conversation_keys(&conv) {
+            let slot: i64 = ::redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(store.key(&key))
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            slots.push(slot);
+        }
+        assert!(slots.windows(2).all(|w| w[0] == w[1]), "{slots:?}");
+    }
+
+    #[tokio::test]
+    async fn store_connect_picks_the_backend_from_the_url() {
+        let store = Store::connect(&StoreSettings::new("memory")).await.unwrap();
+        assert!(store.as_redis().is_none());
+        let server = RedisServer::start();
+        let mut settings = StoreSettings::new(server.url());
+        settings.encryption = keyring(&[K1]);
+        let store = Store::connect(&settings).await.unwrap();
+        assert!(store.as_redis().is_some_and(|r| r.encrypts()));
+    }
+
+    #[test]
+    fn dedupe_keys_do_not_carry_the_event_id() {
+        let key = dedupe_key("whatsapp", "wa", "wamid.HBgLMTU1NTAwMDExMTEVAgASGBQz");
+        assert!(key.starts_with("sb:v1:seen:whatsapp:wa:"));
+        assert!(!key.contains("wamid"));
+        assert_ne!(key, dedupe_key("whatsapp", "wa", "wamid.other"));
+        assert!(is_dedupe_key(&key));
+        assert!(!is_dedupe_key(&state_key(&conversation(1))));
     }
 }
