@@ -193,6 +193,14 @@ pub struct RedisServer {
     process: Option<Process>,
     /// `None` when running against `REDIS_URL`.
     dir: Option<TempDir>,
+    tls: Option<Tls>,
+}
+
+/// The TLS side of a server from [`RedisServer::start_tls`].
+struct Tls {
+    port: u16,
+    ca_file: PathBuf,
+    _certificates: TempDir,
 }
 
 impl fmt::Debug for RedisServer {
@@ -226,6 +234,7 @@ impl RedisServer {
                         extra,
                         process: Some(process),
                         dir: Some(dir),
+                        tls: None,
                     };
                 }
                 Spawned::PortTaken => {}
@@ -251,7 +260,131 @@ impl RedisServer {
             extra: Vec::new(),
             process: None,
             dir: None,
+            tls: None,
         }
+    }
+
+    /// A private server that also listens with TLS on a second port, its
+    /// certificate (for 127.0.0.1) signed by a throwaway CA made with the
+    /// `openssl` command. Plain [`RedisServer::url`] still works, for
+    /// inspecting what was stored.
+    pub fn start_tls() -> RedisServer {
+        let certificates = TempDir::new("redis-tls");
+        let dir = certificates.path();
+        let ca_file = dir.join("ca.crt");
+        let openssl = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot run openssl to make test certificates: {e}; apt-get install openssl"
+                    )
+                });
+            assert!(
+                output.status.success(),
+                "openssl {args:?} failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.crt",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=switchboard-test-ca",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")
+            .unwrap_or_else(|e| panic!("cannot write san.ext: {e}"));
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ]);
+        let tls_port = free_port();
+        let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+        let tls_port_text = tls_port.to_string();
+        let (cert, key, ca) = (path("server.crt"), path("server.key"), path("ca.crt"));
+        let mut server = Self::start_with(&[
+            "--tls-port",
+            &tls_port_text,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+        ]);
+        assert!(
+            server.is_private(),
+            "the TLS tests need the redis-server binary; {INSTALL_HINT}"
+        );
+        server.tls = Some(Tls {
+            port: tls_port,
+            ca_file,
+            _certificates: certificates,
+        });
+        server
+    }
+
+    /// `rediss://127.0.0.1:PORT` for a server from [`RedisServer::start_tls`].
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls
+            .as_ref()
+            .map(|tls| format!("rediss://127.0.0.1:{}", tls.port))
+    }
+
+    /// The PEM of the CA that signed the TLS certificate.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|tls| tls.ca_file.as_path())
     }
 
     /// `redis://127.0.0.1:PORT` (or `REDIS_URL`).

@@ -1142,3 +1142,39 @@ mod live {
         assert_eq!(store.open(&stream, &stored).unwrap(), b"event");
     }
 }
+
+#[cfg(test)]
+mod tls {
+    use super::*;
+    use crate::store::test_support::*;
+    use switchboard_testkit::RedisServer;
+
+    #[tokio::test]
+    async fn rediss_with_the_servers_ca_connects_and_stores() {
+        let server = RedisServer::start_tls();
+        let mut settings = StoreSettings::new(server.tls_url().unwrap());
+        settings.encryption = keyring(&[K1]);
+        settings.tls_ca_file = server.ca_file().map(Path::to_path_buf);
+        let store = RedisStore::connect(&settings).await.unwrap();
+        store
+            .put("sb:v1:state:{tls}", b"over tls", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get("sb:v1:state:{tls}").await.unwrap().as_deref(),
+            Some(&b"over tls"[..])
+        );
+    }
+
+    #[tokio::test]
+    async fn rediss_refuses_a_certificate_it_cannot_verify() {
+        let server = RedisServer::start_tls();
+        let mut settings = StoreSettings::new(server.tls_url().unwrap());
+        settings.allow_plaintext = true;
+        settings.timeout_ms = 10_000;
+        // The system trust store does not know the test CA.
+        let error = RedisStore::connect(&settings).await.unwrap_err();
+        assert!(matches!(error, StoreError::Unavailable(_)), "{error}");
+        assert!(error.to_string().contains("certificate"), "{error}");
+    }
+}
