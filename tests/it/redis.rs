@@ -1,0 +1,295 @@
+//! The gateway on a real, private redis-server: `[store] url` is the only
+//! switch, a Redis outage answers 503 and heals by itself, and nothing
+//! secret or said in a conversation is readable in Redis.
+
+use std::time::{Duration, Instant};
+
+use switchboard_testkit::RedisServer;
+
+use crate::helpers::*;
+
+/// A test-only encryption key (`openssl rand -base64 32` makes real ones).
+const KEY: &str = "k1:q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
+
+fn store_section(server: &RedisServer) -> String {
+    format!(
+        "[store]\nurl = \"{}\"\ntimeout_ms = 500\nencryption_keys = [\"{KEY}\"]\n",
+        server.url()
+    )
+}
+
+/// Every key in Redis and every value in it as raw bytes, whatever the type.
+fn dump(server: &RedisServer) -> Vec<(String, Vec<Vec<u8>>)> {
+    let mut connection = server.connection();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut connection).unwrap();
+    keys.into_iter()
+        .map(|key| {
+            let kind: String = redis::cmd("TYPE").arg(&key).query(&mut connection).unwrap();
+            let query = |name: &str, args: &[&str], connection: &mut redis::Connection| {
+                let mut command = redis::cmd(name);
+                command.arg(&key);
+                for arg in args {
+                    command.arg(*arg);
+                }
+                command.query::<redis::Value>(connection).unwrap()
+            };
+            let value = match kind.as_str() {
+                "string" => query("GET", &[], &mut connection),
+                "list" => query("LRANGE", &["0", "-1"], &mut connection),
+                "hash" => query("HGETALL", &[], &mut connection),
+                "set" => query("SMEMBERS", &[], &mut connection),
+                "zset" => query("ZRANGE", &["0", "-1", "WITHSCORES"], &mut connection),
+                "stream" => query("XRANGE", &["-", "+"], &mut connection),
+                "none" => redis::Value::Nil,
+                other => panic!("unexpected Redis type {other} at {key}"),
+            };
+            let mut values = Vec::new();
+            flatten(&value, &mut values);
+            (key, values)
+        })
+        .collect()
+}
+
+fn flatten(value: &redis::Value, out: &mut Vec<Vec<u8>>) {
+    match value {
+        redis::Value::BulkString(bytes) => out.push(bytes.clone()),
+        redis::Value::SimpleString(text) => out.push(text.clone().into_bytes()),
+        redis::Value::Int(n) => out.push(n.to_string().into_bytes()),
+        redis::Value::Array(items) | redis::Value::Set(items) => {
+            items.iter().for_each(|item| flatten(item, out));
+        }
+        redis::Value::Map(pairs) => pairs.iter().for_each(|(k, v)| {
+            flatten(k, out);
+            flatten(v, out);
+        }),
+        _ => {}
+    }
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// Waits until the fake platform got a reply for `chat`.
+async fn wait_for_reply_to(app: &TestApp, chat: &str, at_least: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let texts: Vec<String> = app.fake.to_chat(chat).iter().map(sent_text).collect();
+        if texts.len() >= at_least {
+            return texts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {at_least} replies to {chat}, got {texts:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_redis_url_in_the_environment_is_all_it_takes() {
+    let server = RedisServer::start();
+    let app = spawn_app_with(
+        "",
+        &[
+            ("SWITCHBOARD__STORE__URL", server.url()),
+            ("SWITCHBOARD__STORE__ENCRYPTION_KEYS", KEY),
+        ],
+    )
+    .await;
+    assert_eq!(app.admin_get("/readyz").await.status(), 200);
+    let chat = 9101;
+    let body = telegram_text(chat, "/order 10023");
+    assert_eq!(
+        app.post_telegram("tg", Some(TG_SECRET), &body)
+            .await
+            .status(),
+        200
+    );
+    let replies = wait_for_reply_to(&app, "9101", 1).await;
+    assert!(
+        replies.iter().any(|t| t.contains("10023")),
+        "the order was looked up: {replies:#?}"
+    );
+    // The same delivery again is a duplicate: Redis remembers it.
+    assert_eq!(
+        app.post_telegram("tg", Some(TG_SECRET), &body)
+            .await
+            .status(),
+        200
+    );
+    let keys: Vec<String> = dump(&server).into_iter().map(|(k, _)| k).collect();
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("sb:v1:seen:telegram:tg:")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("sb:v1:state:") && k.contains("9101")),
+        "the conversation state lives in Redis: {keys:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.fake.to_chat("9101").len(),
+        replies.len(),
+        "the duplicate got no second answer"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn conversation_state_survives_a_gateway_restart_on_the_same_redis() {
+    let server = RedisServer::start();
+    let section = store_section(&server);
+    let first = spawn_app_with(&section, &[]).await;
+    let chat = 9202;
+    first
+        .post_telegram("tg", Some(TG_SECRET), &telegram_text(chat, "/order 10023"))
+        .await;
+    wait_for_reply_to(&first, "9202", 1).await;
+    first.stop().await;
+
+    let keys_before: Vec<String> = dump(&server).into_iter().map(|(k, _)| k).collect();
+    let second = spawn_app_with(&section, &[]).await;
+    let state: serde_json::Value = second
+        .admin_get("/admin/conversations/telegram:tg:9202")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        state.to_string().contains("10023"),
+        "a new process reads the state the first one wrote: {state} (keys {keys_before:?})"
+    );
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn secrets_and_conversation_text_never_reach_redis_in_plain_text() {
+    let server = RedisServer::start();
+    let app = spawn_app_with(&store_section(&server), &[]).await;
+    let said = [
+        "Where is my order 10023 please zebra-marmalade",
+        "my email is ada.lovelace@example.org",
+    ];
+    for text in said {
+        app.post_telegram("tg", Some(TG_SECRET), &telegram_text(9303, text))
+            .await;
+        app.post_meta(
+            "messenger",
+            "ms",
+            Some(MS_SECRET),
+            &messenger_text("PAGE1", "PSID9303", text),
+        )
+        .await;
+        app.post_meta(
+            "whatsapp",
+            "wa",
+            Some(WA_SECRET),
+            &whatsapp_text("15559303", text, 0),
+        )
+        .await;
+    }
+    wait_for_reply_to(&app, "9303", 2).await;
+    wait_for_reply_to(&app, "PSID9303", 2).await;
+    wait_for_reply_to(&app, "15559303", 2).await;
+    // Start linking an account too: the one-time code record is sensitive.
+    app.post_telegram(
+        "tg",
+        Some(TG_SECRET),
+        &telegram_text(9303, "link my account"),
+    )
+    .await;
+    wait_for_reply_to(&app, "9303", 3).await;
+    app.post_telegram(
+        "tg",
+        Some(TG_SECRET),
+        &telegram_text(9303, "jane@example.com"),
+    )
+    .await;
+    wait_for_reply_to(&app, "9303", 4).await;
+    let keys: Vec<String> = dump(&server).into_iter().map(|(k, _)| k).collect();
+    assert!(
+        keys.iter().any(|k| k.starts_with("sb:v1:otp:")),
+        "a code record was stored: {keys:?}"
+    );
+
+    let dump = dump(&server);
+    assert!(!dump.is_empty());
+    let needles: Vec<&str> = ALL_SECRETS
+        .iter()
+        .copied()
+        .chain([
+            "zebra-marmalade",
+            "ada.lovelace",
+            "Where is my order",
+            "jane@example.com",
+        ])
+        .collect();
+    for (key, values) in &dump {
+        for needle in &needles {
+            assert!(!key.contains(needle), "{needle} in the key name {key}");
+            for value in values {
+                assert!(
+                    !contains(value, needle),
+                    "{needle} readable in Redis at {key}"
+                );
+            }
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn with_redis_down_webhooks_and_readyz_answer_503_and_both_recover_by_themselves() {
+    let mut server = RedisServer::start();
+    let app = spawn_app_with(&store_section(&server), &[]).await;
+    assert_eq!(app.admin_get("/readyz").await.status(), 200);
+    app.post_telegram("tg", Some(TG_SECRET), &telegram_text(9404, "hi"))
+        .await;
+    wait_for_reply_to(&app, "9404", 1).await;
+
+    server.stop();
+    let started = Instant::now();
+    let during = telegram_text(9404, "/order 10024");
+    let response = app.post_telegram("tg", Some(TG_SECRET), &during).await;
+    assert_eq!(response.status(), 503, "the platform must retry");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered within the store timeout, took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(app.admin_get("/readyz").await.status(), 503);
+
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while app.admin_get("/readyz").await.status() != 200 {
+        assert!(Instant::now() < deadline, "/readyz did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The platform's retry of the refused delivery now goes through.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = app
+            .post_telegram("tg", Some(TG_SECRET), &during)
+            .await
+            .status();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "webhooks did not recover: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let replies = wait_for_reply_to(&app, "9404", 2).await;
+    assert!(
+        replies.iter().any(|t| t.contains("10024")),
+        "the retried message was answered: {replies:#?}"
+    );
+    app.stop().await;
+}
