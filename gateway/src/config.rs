@@ -239,6 +239,9 @@ pub enum BackendSettings {
 
 #[derive(Debug, Clone)]
 pub struct PipelineSettings {
+    /// Redis store only: partitions of the durable inbox and outbox
+    /// streams. Every replica must use the same number.
+    pub partitions: u32,
     pub workers: usize,
     pub inbox_capacity: usize,
     pub dedupe_ttl_hours: u64,
@@ -438,6 +441,7 @@ fn default_backend_timeout() -> u64 {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPipeline {
+    partitions: u32,
     workers: usize,
     inbox_capacity: usize,
     dedupe_ttl_hours: u64,
@@ -578,6 +582,12 @@ impl RawSettings {
             return Err(invalid(
                 "server.max_body_bytes",
                 "must be at least 1024; Meta sends batches of up to several hundred KB, so 1048576 or more is recommended",
+            ));
+        }
+        if !(1..=1024).contains(&self.pipeline.partitions) {
+            return Err(invalid(
+                "pipeline.partitions",
+                "must be between 1 and 1024, and the same on every replica",
             ));
         }
         if self.pipeline.workers == 0 || self.sender.workers == 0 {
@@ -737,6 +747,7 @@ impl RawSettings {
             },
             backend,
             pipeline: PipelineSettings {
+                partitions: self.pipeline.partitions,
                 workers: self.pipeline.workers,
                 inbox_capacity: self.pipeline.inbox_capacity,
                 dedupe_ttl_hours: self.pipeline.dedupe_ttl_hours,

@@ -19,6 +19,7 @@ pub mod effects;
 pub mod lanes;
 pub mod metrics;
 pub mod pipeline;
+pub mod queue;
 pub mod ratelimit;
 pub mod registry;
 pub mod sandbox;

@@ -20,9 +20,10 @@ use tracing::{debug, warn};
 
 use crate::lanes::Lanes;
 use crate::metrics::{Metrics, PlatformLabel, PlatformResult};
+use crate::queue::{StreamAck, StreamQueue, spawn_consumers};
 use crate::ratelimit::{KeyedLimiter, channel_rate, chat_rate};
 use crate::registry::{Channel, ChannelRegistry};
-use crate::store::{DeadLetter, Store};
+use crate::store::{DeadLetter, RedisConnection, Store, StoreError};
 
 /// Messenger's and WhatsApp's customer-service window.
 pub const REPLY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
@@ -32,12 +33,28 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct OutboxItem {
     pub message: OutboundMessage,
     /// When the customer last wrote (ms), for the 24-hour window.
     pub last_customer_ms: Option<i64>,
+    /// Stable id of this reply (`platform:channel:event_id#n`): a reply
+    /// produced twice after a crash is sent once.
+    pub reply_id: String,
+    /// Set for entries read from the durable outbox.
+    #[serde(skip)]
+    pub ack: Option<StreamAck>,
 }
+
+/// Associated data for sealed outbox entries.
+const OUTBOX_PAYLOAD: &str = "sb:v1:outbox-entry";
+
+fn sent_key(reply_id: &str) -> String {
+    format!("sb:v1:sent:{reply_id}")
+}
+
+/// How long a delivered reply id is remembered.
+const SENT_TTL: Duration = Duration::from_secs(48 * 3600);
 
 /// Wall clock in ms; the only clock the sender reads.
 pub fn now_ms() -> i64 {
@@ -47,16 +64,44 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Producer side of the outbox: in-process lanes (memory store) or a
+/// partitioned Redis stream (Redis store).
 #[derive(Clone)]
-pub struct Outbox {
-    lanes: Lanes<OutboxItem>,
+pub enum Outbox {
+    Local(Lanes<OutboxItem>),
+    Durable(Arc<StreamQueue<RedisConnection>>, Store),
 }
 
 impl Outbox {
-    /// Waits for room: the worker slows down rather than dropping replies.
+    /// Local: waits for room (the worker slows down rather than dropping
+    /// replies). Durable: returns once the reply is in Redis.
     pub async fn push(&self, item: OutboxItem) -> Result<(), OutboxClosed> {
-        let key = item.message.conversation.clone();
-        self.lanes.push(&key, item).await.map_err(|_| OutboxClosed)
+        match self {
+            Outbox::Local(lanes) => {
+                let key = item.message.conversation.clone();
+                lanes.push(&key, item).await.map_err(|_| OutboxClosed)
+            }
+            Outbox::Durable(queue, store) => {
+                let key = item.message.conversation.to_string();
+                let bytes = serde_json::to_vec(&item).map_err(|_| OutboxClosed)?;
+                let sealed = store
+                    .seal(OUTBOX_PAYLOAD, &bytes)
+                    .map_err(|_| OutboxClosed)?;
+                // Redis down: keep trying; the inbox entry that produced
+                // this reply is not acknowledged until it is stored.
+                let mut wait = Duration::from_millis(100);
+                loop {
+                    match queue.add(&key, &sealed).await {
+                        Ok(()) => return Ok(()),
+                        Err(error) => {
+                            warn!(error = %error, "outbox unavailable; retrying");
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -79,6 +124,7 @@ pub fn start(
     registry: ChannelRegistry,
     store: Store,
     metrics: Arc<Metrics>,
+    queue: Option<Arc<StreamQueue<RedisConnection>>>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<(Outbox, Vec<tokio::task::JoinHandle<()>>), reqwest::Error> {
     let http = reqwest::Client::builder()
@@ -96,19 +142,72 @@ pub fn start(
         max_attempts: config.max_attempts,
         channel_limits: KeyedLimiter::default(),
         chat_limits: KeyedLimiter::default(),
+        durable: queue.is_some(),
     });
     let depth = delivery.metrics.queue("outbox");
-    let (lanes, tasks) = Lanes::start(
+    let handler = delivery.clone();
+    let (lanes, mut tasks) = Lanes::start(
         config.lanes,
         config.lane_capacity,
         depth,
         stop,
-        move |item: OutboxItem| {
-            let delivery = delivery.clone();
-            async move { delivery.deliver(item).await }
+        move |mut item: OutboxItem| {
+            let delivery = handler.clone();
+            async move {
+                let ack = item.ack.take();
+                delivery.deliver_once(item).await;
+                if let Some(ack) = ack {
+                    ack.done().await;
+                }
+            }
         },
     );
-    Ok((Outbox { lanes }, tasks))
+    let Some(queue) = queue else {
+        return Ok((Outbox::Local(lanes), tasks));
+    };
+    let feed_lanes = lanes;
+    let feed = delivery.clone();
+    tasks.push(spawn_consumers(
+        queue.clone(),
+        stop.clone(),
+        move |bytes: Vec<u8>, ack: StreamAck| {
+            let lanes = feed_lanes.clone();
+            let delivery = feed.clone();
+            async move {
+                let item = delivery
+                    .store
+                    .open(OUTBOX_PAYLOAD, &bytes)
+                    .and_then(|plain| {
+                        serde_json::from_slice::<OutboxItem>(&plain)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))
+                    });
+                match item {
+                    Ok(mut item) => {
+                        item.ack = Some(ack);
+                        let key = item.message.conversation.clone();
+                        if lanes.push(&key, item).await.is_err() {
+                            debug!("outbox entry left for another replica");
+                        }
+                    }
+                    Err(error) => {
+                        warn!(error = %error, "unreadable outbox entry; recorded as a dead letter");
+                        delivery.metrics.dead_letter("unreadable_outbox_entry");
+                        let letter = DeadLetter::new(
+                            "unreadable_outbox_entry",
+                            "",
+                            "",
+                            None,
+                            error.to_string(),
+                            None,
+                        );
+                        let _ = delivery.store.push_dead_letter(letter).await;
+                        ack.done().await;
+                    }
+                }
+            }
+        },
+    ));
+    Ok((Outbox::Durable(queue, delivery.store.clone()), tasks))
 }
 
 struct Delivery {
@@ -120,9 +219,35 @@ struct Delivery {
     max_attempts: u32,
     channel_limits: KeyedLimiter,
     chat_limits: KeyedLimiter,
+    durable: bool,
 }
 
 impl Delivery {
+    /// Delivers a reply unless it was delivered before (durable outbox,
+    /// after a crash), then remembers it as delivered.
+    async fn deliver_once(&self, item: OutboxItem) {
+        if !self.durable {
+            return self.deliver(item).await;
+        }
+        let key = sent_key(&item.reply_id);
+        if let Ok(Some(_)) = self.store.get(&key).await {
+            debug!("reply already delivered before a restart; skipping");
+            return;
+        }
+        self.deliver(item).await;
+        // Without the mark a crash before the acknowledgement would send the
+        // reply again, so insist for a while when Redis is briefly away.
+        let mut wait = Duration::from_millis(50);
+        for _ in 0..10 {
+            if self.store.put(&key, Vec::new(), SENT_TTL).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(2));
+        }
+        warn!("could not record a delivered reply; it may be sent again after a crash");
+    }
+
     async fn deliver(&self, item: OutboxItem) {
         let conversation = item.message.conversation.clone();
         let Some(channel) = self.registry.get(conversation.channel.as_str()).cloned() else {

@@ -23,6 +23,7 @@ use crate::config::{BackendSettings, Settings};
 use crate::effects::EffectRunner;
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Inbox, Worker};
+use crate::queue::StreamQueue;
 use crate::registry::ChannelRegistry;
 use crate::sandbox::Sandbox;
 use crate::sender::{self, SenderConfig};
@@ -79,10 +80,23 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let settings = Arc::new(settings);
         let metrics = Arc::new(Metrics::new());
-        let store = match settings.store.url.as_str() {
-            "memory" => Store::memory(),
-            other => anyhow::bail!("store.url '{other}' is not supported by this build"),
+        let store = Store::connect(&settings.store).await.context(
+            "cannot use the store in store.url; check that Redis is running and reachable",
+        )?;
+        let replica = replica_id();
+        let queue = |name: &'static str| {
+            store.as_redis().map(|redis| {
+                Arc::new(StreamQueue::new(
+                    redis.connection(),
+                    redis.key(""),
+                    name,
+                    settings.pipeline.partitions,
+                    replica.clone(),
+                    redis.timeout(),
+                ))
+            })
         };
+        let (inbox_queue, outbox_queue) = (queue("inbox"), queue("outbox"));
         let registry = ChannelRegistry::new(&settings.channels);
 
         let shop = match &settings.shop.file {
@@ -156,6 +170,7 @@ impl Application {
             registry.clone(),
             store.clone(),
             metrics.clone(),
+            outbox_queue,
             &stop_outbox_rx,
         )
         .context("cannot build the HTTP client for the platform APIs")?;
@@ -169,6 +184,7 @@ impl Application {
             effects: EffectRunner::new(backend, store.clone(), metrics.clone()),
             metrics: metrics.clone(),
             state_ttl,
+            durable: inbox_queue.is_some(),
         });
         let (stop_inbox, stop_inbox_rx) = watch::channel(false);
         let (inbox, inbox_tasks) = pipeline::start(
@@ -179,6 +195,7 @@ impl Application {
                 .div_ceil(settings.pipeline.workers)
                 .max(1),
             &worker,
+            inbox_queue,
             &stop_inbox_rx,
         );
 
@@ -366,6 +383,18 @@ async fn drain(tasks: Vec<tokio::task::JoinHandle<()>>, deadline: tokio::time::I
         }
     }
     all
+}
+
+/// A name for this process among the replicas: host name plus a random
+/// suffix, so a restarted process never inherits a dead one's leases.
+fn replica_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "switchboard".to_owned());
+    format!("{host}-{}-{:08x}", std::process::id(), fastrand::u32(..))
 }
 
 async fn wait_for_signal() {

@@ -11,6 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use switchboard_model::{HandshakeError, HandshakeQuery, Headers, Platform, RawWebhook};
 use tracing::{info, warn};
 
+use crate::pipeline::SubmitError;
 use crate::registry::Route;
 use crate::startup::AppState;
 use crate::store::{DeadLetter, dedupe_key};
@@ -228,13 +229,16 @@ pub async fn receive(
                 return unavailable(&state, label);
             }
         }
-        match state.inbox.try_submit(event) {
+        match state.inbox.submit(event).await {
             Ok(()) => accepted += 1,
             Err(error) => {
                 // Not queued, so not seen: let the retry through.
                 let _ = state.store.delete(&key).await;
-                state.metrics.webhook(label, "busy");
                 warn!(platform = label, error = %error, "inbox cannot take the event; asking the platform to retry");
+                if let SubmitError::Unavailable(_) = error {
+                    return unavailable(&state, label);
+                }
+                state.metrics.webhook(label, "busy");
                 return HttpResponse::ServiceUnavailable()
                     .insert_header((header::RETRY_AFTER, "1"))
                     .content_type("text/plain; charset=utf-8")

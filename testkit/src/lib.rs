@@ -14,6 +14,8 @@
 // A test-support crate: failing loudly is its contract.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod fake;
+
 use std::fmt;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -7,6 +7,7 @@ mod helpers;
 mod admin;
 mod conversation;
 mod fixtures;
+mod redis;
 mod routing;
 mod sending;
 mod shutdown;

@@ -1,6 +1,5 @@
 //! The binary's command line: `bot eval` exit codes and output, config
 //! errors that name the key.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
 

@@ -1,0 +1,676 @@
+//! Durable queues on Redis Streams: the inbox (events acknowledged to the
+//! platforms) and the outbox (replies not yet delivered).
+//!
+//! Each queue is split into partitions by a stable hash of the conversation
+//! key, one stream per partition (`sb:v1:inbox:{inbox-7}`), each with its
+//! own hash tag so partitions spread over a cluster. A partition is fed by
+//! exactly one replica at a time, the holder of its lease (`SET NX PX`,
+//! renewed every second); that replica reads it with a consumer group and
+//! hands entries, in order, to its local ordered lanes. An entry is
+//! acknowledged and deleted only after it was handled, so a replica that
+//! dies leaves its entries pending, and whoever takes the lease next claims
+//! them (`XAUTOCLAIM`) and handles them before anything newer.
+//!
+//! Architecture Invariant: one conversation's entries are handled in stream
+//! order: one partition per conversation, one lease holder per partition,
+//! one lane per conversation inside the holder. Handling can repeat after a
+//! crash, so handlers are idempotent (see `pipeline` and `sender`).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+use redis::streams::{StreamId, StreamReadReply};
+use redis::{AsyncCommands, Value};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::store::StoreError;
+
+/// How long a lease lives without renewal: a killed replica's partitions
+/// move to others after this.
+pub const LEASE: Duration = Duration::from_secs(5);
+const RENEW_EVERY: Duration = Duration::from_secs(1);
+const GROUP: &str = "switchboard";
+const READ_BATCH: usize = 64;
+/// Polling back-off when a partition is empty. Reads do not use `BLOCK`:
+/// a blocking read would stall every other command multiplexed on the
+/// shared connection.
+const IDLE_MIN: Duration = Duration::from_millis(2);
+const IDLE_MAX: Duration = Duration::from_millis(50);
+
+/// FNV-1a: stable across processes and builds, unlike `DefaultHasher`,
+/// because every replica must agree on a conversation's partition.
+pub fn partition_of(key: &str, partitions: u32) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % u64::from(partitions.max(1))) as u32
+}
+
+fn unavailable(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+/// One queue (inbox or outbox) on Redis Streams.
+pub struct StreamQueue<C> {
+    conn: C,
+    /// `store.key_prefix`, so several deployments can share one Redis.
+    prefix: String,
+    name: &'static str,
+    partitions: u32,
+    replica: String,
+    timeout: Duration,
+}
+
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> StreamQueue<C> {
+    pub fn new(
+        conn: C,
+        prefix: String,
+        name: &'static str,
+        partitions: u32,
+        replica: String,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            conn,
+            prefix,
+            name,
+            partitions: partitions.max(1),
+            replica,
+            timeout,
+        }
+    }
+
+    pub fn stream_key(&self, partition: u32) -> String {
+        format!(
+            "{prefix}sb:v1:{name}:{{{name}-{partition}}}",
+            prefix = self.prefix,
+            name = self.name
+        )
+    }
+
+    fn lease_key(&self, partition: u32) -> String {
+        format!(
+            "{prefix}sb:v1:lease:{{{name}-{partition}}}",
+            prefix = self.prefix,
+            name = self.name
+        )
+    }
+
+    fn replicas_key(&self) -> String {
+        format!("{}sb:v1:replicas:{{{}}}", self.prefix, self.name)
+    }
+
+    async fn timed<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(unavailable(format!("{what}: {error}"))),
+            Err(_) => Err(unavailable(format!("{what}: timed out"))),
+        }
+    }
+
+    /// Creates the consumer group of every partition (idempotent).
+    pub async fn ensure_groups(&self) -> Result<(), StoreError> {
+        for partition in 0..self.partitions {
+            self.ensure_group(partition).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates one partition's stream and group unless they exist. Also run
+    /// when Redis answers NOGROUP: a Redis that lost its data (restarted
+    /// without persistence, failed over) comes back without them.
+    async fn ensure_group(&self, partition: u32) -> Result<(), StoreError> {
+        let key = self.stream_key(partition);
+        let mut conn = self.conn.clone();
+        let created: redis::RedisResult<Value> = tokio::time::timeout(
+            self.timeout,
+            redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(&key)
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut conn),
+        )
+        .await
+        .map_err(|_| unavailable("XGROUP CREATE timed out"))?;
+        match created {
+            Ok(_) => Ok(()),
+            Err(error) if error.code() == Some("BUSYGROUP") => Ok(()),
+            Err(error) => Err(unavailable(format!("XGROUP CREATE: {error}"))),
+        }
+    }
+
+    /// Appends `payload` to the partition of `partition_key`. Once this
+    /// returns Ok the entry is in Redis.
+    pub async fn add(&self, partition_key: &str, payload: &[u8]) -> Result<(), StoreError> {
+        let key = self.stream_key(partition_of(partition_key, self.partitions));
+        let mut conn = self.conn.clone();
+        self.timed("XADD", async {
+            let _: String = redis::cmd("XADD")
+                .arg(&key)
+                .arg("*")
+                .arg("d")
+                .arg(payload)
+                .query_async(&mut conn)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Entries not yet handled, across partitions (for metrics).
+    pub async fn backlog(&self) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        for partition in 0..self.partitions {
+            let key = self.stream_key(partition);
+            let mut conn = self.conn.clone();
+            let len: u64 = self.timed("XLEN", async { conn.xlen(&key).await }).await?;
+            total += len;
+        }
+        Ok(total)
+    }
+}
+
+/// Acknowledges one entry once it was handled.
+pub struct StreamAck {
+    conn: Box<dyn AckConnection>,
+    key: String,
+    id: String,
+    inflight: Arc<AtomicUsize>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for StreamAck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamAck")
+            .field("key", &self.key)
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+/// Object-safe view of a connection, so acks need no type parameter.
+trait AckConnection: Send + Sync {
+    fn ack<'a>(
+        &'a self,
+        key: &'a str,
+        id: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = redis::RedisResult<()>> + Send + 'a>>;
+}
+
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> AckConnection for C {
+    fn ack<'a>(
+        &'a self,
+        key: &'a str,
+        id: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = redis::RedisResult<()>> + Send + 'a>> {
+        let mut conn = self.clone();
+        Box::pin(async move {
+            redis::pipe()
+                .cmd("XACK")
+                .arg(key)
+                .arg(GROUP)
+                .arg(id)
+                .ignore()
+                .cmd("XDEL")
+                .arg(key)
+                .arg(id)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+        })
+    }
+}
+
+impl StreamAck {
+    /// Gives up on handling the entry here (shutting down, store down): it
+    /// stays pending and the next holder of the partition handles it.
+    pub fn abandon(self) {
+        self.inflight.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Marks the entry handled. Retries for a while when Redis is down:
+    /// an entry left unacknowledged is handled again (idempotently) by the
+    /// next lease holder, so giving up is safe, only wasteful.
+    pub async fn done(self) {
+        let mut wait = Duration::from_millis(50);
+        for _ in 0..8 {
+            match tokio::time::timeout(self.timeout, self.conn.ack(&self.key, &self.id)).await {
+                Ok(Ok(())) => break,
+                Ok(Err(error)) => debug!(error = %error, "ack failed; retrying"),
+                Err(_) => debug!("ack timed out; retrying"),
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(2));
+        }
+        self.inflight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Renews `KEYS[1]` for `ARGV[2]` ms when `ARGV[1]` holds it.
+const RENEW: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+/// Deletes `KEYS[1]` when `ARGV[1]` holds it.
+const RELEASE: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
+struct Owned {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    inflight: Arc<AtomicUsize>,
+}
+
+/// Runs the lease manager: acquires a fair share of the partitions, feeds
+/// each owned partition to `deliver`, renews, rebalances when replicas come
+/// and go, and on `stop` stops reading, waits for in-flight entries and
+/// releases its leases so others take over at once.
+pub fn spawn_consumers<C, F, Fut>(
+    queue: Arc<StreamQueue<C>>,
+    mut stop: watch::Receiver<bool>,
+    deliver: F,
+) -> JoinHandle<()>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+    F: Fn(Vec<u8>, StreamAck) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let deliver = Arc::new(deliver);
+    tokio::spawn(async move {
+        let mut owned: HashMap<u32, Owned> = HashMap::new();
+        let renew = redis::Script::new(RENEW);
+        let release = redis::Script::new(RELEASE);
+        // Start the search at a replica-specific partition so replicas
+        // starting together do not all race for partition 0.
+        let offset = partition_of(&queue.replica, queue.partitions);
+        loop {
+            if let Err(error) = queue.ensure_groups().await {
+                warn!(queue = queue.name, error = %error, "cannot prepare the stream groups; retrying");
+            } else {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(RENEW_EVERY) => {}
+                _ = stop.changed() => return,
+            }
+        }
+        loop {
+            let now_ms = crate::sender::now_ms();
+            let live = heartbeat(&queue, now_ms).await.unwrap_or(1).max(1);
+            let target = queue.partitions.div_ceil(live) as usize;
+
+            // Renew what we hold; forget what we lost.
+            let mut lost = Vec::new();
+            for partition in owned.keys().copied().collect::<Vec<_>>() {
+                let mut conn = queue.conn.clone();
+                let renewed: Result<i64, StoreError> = queue
+                    .timed(
+                        "lease renew",
+                        renew
+                            .key(queue.lease_key(partition))
+                            .arg(&queue.replica)
+                            .arg(LEASE.as_millis() as u64)
+                            .invoke_async(&mut conn),
+                    )
+                    .await;
+                if !matches!(renewed, Ok(1)) {
+                    lost.push(partition);
+                }
+            }
+            for partition in lost {
+                if let Some(feeder) = owned.remove(&partition) {
+                    warn!(
+                        queue = queue.name,
+                        partition, "lease lost; stopping this partition"
+                    );
+                    let _ = feeder.stop.send(true);
+                }
+            }
+
+            // Give back partitions above our share, once their entries are done.
+            while owned.len() > target {
+                let Some(partition) = owned.keys().copied().max() else {
+                    break;
+                };
+                if let Some(feeder) = owned.remove(&partition) {
+                    retire(&queue, &release, partition, feeder).await;
+                    debug!(
+                        queue = queue.name,
+                        partition, "partition released for rebalancing"
+                    );
+                }
+            }
+
+            // Take free partitions up to our share.
+            if owned.len() < target {
+                for step in 0..queue.partitions {
+                    if owned.len() >= target {
+                        break;
+                    }
+                    let partition = (offset + step) % queue.partitions;
+                    if owned.contains_key(&partition) {
+                        continue;
+                    }
+                    let mut conn = queue.conn.clone();
+                    let key = queue.lease_key(partition);
+                    let acquired: Result<Option<String>, StoreError> = queue
+                        .timed(
+                            "lease acquire",
+                            redis::cmd("SET")
+                                .arg(&key)
+                                .arg(&queue.replica)
+                                .arg("NX")
+                                .arg("PX")
+                                .arg(LEASE.as_millis() as u64)
+                                .query_async(&mut conn),
+                        )
+                        .await;
+                    if matches!(acquired, Ok(Some(_))) {
+                        info!(queue = queue.name, partition, "partition lease acquired");
+                        let (feeder_stop, feeder_stop_rx) = watch::channel(false);
+                        let inflight = Arc::new(AtomicUsize::new(0));
+                        let task = tokio::spawn(feed(
+                            queue.clone(),
+                            partition,
+                            feeder_stop_rx,
+                            inflight.clone(),
+                            deliver.clone(),
+                        ));
+                        owned.insert(
+                            partition,
+                            Owned {
+                                stop: feeder_stop,
+                                task,
+                                inflight,
+                            },
+                        );
+                    }
+                }
+            }
+
+            tokio::select! {
+                _ = tokio::time::sleep(RENEW_EVERY) => {}
+                _ = stop.changed() => break,
+            }
+        }
+        // Shutting down: stop reading, let in-flight entries finish (the
+        // lanes drain them), then hand the partitions over.
+        let partitions: Vec<u32> = owned.keys().copied().collect();
+        for partition in partitions {
+            if let Some(feeder) = owned.remove(&partition) {
+                retire(&queue, &release, partition, feeder).await;
+            }
+        }
+        let mut conn = queue.conn.clone();
+        let _: Result<(), StoreError> = queue
+            .timed("replica leave", async {
+                conn.zrem(queue.replicas_key(), &queue.replica).await
+            })
+            .await;
+    })
+}
+
+/// Stops a partition's feeder, waits (bounded) for its in-flight entries to
+/// be acknowledged, and releases the lease.
+async fn retire<C: ConnectionLike + Clone + Send + Sync + 'static>(
+    queue: &StreamQueue<C>,
+    release: &redis::Script,
+    partition: u32,
+    feeder: Owned,
+) {
+    let _ = feeder.stop.send(true);
+    let _ = tokio::time::timeout(LEASE, feeder.task).await;
+    let deadline = tokio::time::Instant::now() + LEASE * 2;
+    while feeder.inflight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut conn = queue.conn.clone();
+    let _: Result<i64, StoreError> = queue
+        .timed(
+            "lease release",
+            release
+                .key(queue.lease_key(partition))
+                .arg(&queue.replica)
+                .invoke_async(&mut conn),
+        )
+        .await;
+}
+
+/// Registers this replica and counts the live ones.
+async fn heartbeat<C: ConnectionLike + Clone + Send + Sync + 'static>(
+    queue: &StreamQueue<C>,
+    now_ms: i64,
+) -> Result<u32, StoreError> {
+    let key = queue.replicas_key();
+    let stale = now_ms - (LEASE.as_millis() as i64) * 3;
+    let mut conn = queue.conn.clone();
+    let (_, _, count, _): ((), (), u32, ()) = queue
+        .timed(
+            "replica heartbeat",
+            redis::pipe()
+                .cmd("ZADD")
+                .arg(&key)
+                .arg(now_ms)
+                .arg(&queue.replica)
+                .cmd("ZREMRANGEBYSCORE")
+                .arg(&key)
+                .arg("-inf")
+                .arg(stale)
+                .cmd("ZCARD")
+                .arg(&key)
+                .cmd("PEXPIRE")
+                .arg(&key)
+                .arg(LEASE.as_millis() as u64 * 10)
+                .query_async(&mut conn),
+        )
+        .await?;
+    Ok(count)
+}
+
+fn payload(entry: &StreamId) -> Option<Vec<u8>> {
+    match entry.map.get("d")? {
+        Value::BulkString(bytes) => Some(bytes.clone()),
+        Value::SimpleString(text) => Some(text.clone().into_bytes()),
+        _ => None,
+    }
+}
+
+/// Feeds one owned partition: first every entry left pending by earlier
+/// holders (in stream order), then new ones, until told to stop.
+async fn feed<C, F, Fut>(
+    queue: Arc<StreamQueue<C>>,
+    partition: u32,
+    mut stop: watch::Receiver<bool>,
+    inflight: Arc<AtomicUsize>,
+    deliver: Arc<F>,
+) where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+    F: Fn(Vec<u8>, StreamAck) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let key = queue.stream_key(partition);
+    // Where we are: `Some(id)` while working through the pending backlog
+    // (entries after `id`), `None` once only new entries are left.
+    let mut backlog_after: Option<String> = None;
+    let mut taken_over = false;
+    let mut idle = IDLE_MIN;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let entries = if !taken_over {
+            match take_over(&queue, &key).await {
+                Ok(()) => {
+                    taken_over = true;
+                    backlog_after = Some("0-0".to_owned());
+                    continue;
+                }
+                Err(error) => Err(error),
+            }
+        } else {
+            match &backlog_after {
+                Some(after) => match read(&queue, &key, after).await {
+                    Ok(entries) if entries.is_empty() => {
+                        backlog_after = None;
+                        continue;
+                    }
+                    other => other,
+                },
+                None => read(&queue, &key, ">").await,
+            }
+        };
+        let entries = match entries {
+            Ok(entries) => entries,
+            Err(error) => {
+                if error.to_string().contains("NOGROUP") {
+                    // Redis lost the stream; recreate it and start over.
+                    let _ = queue.ensure_group(partition).await;
+                    taken_over = false;
+                }
+                warn!(queue = queue.name, partition, error = %error, "cannot read the stream; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = stop.changed() => return,
+                }
+                continue;
+            }
+        };
+        if entries.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(idle) => {}
+                _ = stop.changed() => return,
+            }
+            idle = (idle * 2).min(IDLE_MAX);
+            continue;
+        }
+        idle = IDLE_MIN;
+        for entry in entries {
+            if backlog_after.is_some() {
+                backlog_after = Some(entry.id.clone());
+            }
+            inflight.fetch_add(1, Ordering::SeqCst);
+            let ack = StreamAck {
+                conn: Box::new(queue.conn.clone()),
+                key: key.clone(),
+                id: entry.id.clone(),
+                inflight: inflight.clone(),
+                timeout: queue.timeout,
+            };
+            match payload(&entry) {
+                Some(bytes) => deliver(bytes, ack).await,
+                None => {
+                    warn!(
+                        queue = queue.name,
+                        partition, "stream entry without payload; dropping it"
+                    );
+                    ack.done().await;
+                }
+            }
+        }
+    }
+}
+
+/// Moves every entry still pending in the group (left by a replica that
+/// died or gave the partition up) to this replica, so reading our own
+/// pending list hands them back in stream order.
+async fn take_over<C: ConnectionLike + Clone + Send + Sync + 'static>(
+    queue: &StreamQueue<C>,
+    key: &str,
+) -> Result<(), StoreError> {
+    let mut cursor = "0-0".to_owned();
+    loop {
+        let mut conn = queue.conn.clone();
+        let reply: Value = queue
+            .timed(
+                "XAUTOCLAIM",
+                redis::cmd("XAUTOCLAIM")
+                    .arg(key)
+                    .arg(GROUP)
+                    .arg(&queue.replica)
+                    .arg(0)
+                    .arg(&cursor)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .arg("JUSTID")
+                    .query_async(&mut conn),
+            )
+            .await?;
+        // Reply: [next-cursor, [ids...], [deleted ids]].
+        let next = match reply {
+            Value::Array(parts) => parts
+                .first()
+                .and_then(|v| redis::from_redis_value::<String>(v).ok()),
+            _ => None,
+        };
+        match next {
+            Some(next) if next != "0-0" => cursor = next,
+            _ => return Ok(()),
+        }
+    }
+}
+
+async fn read<C: ConnectionLike + Clone + Send + Sync + 'static>(
+    queue: &StreamQueue<C>,
+    key: &str,
+    from: &str,
+) -> Result<Vec<StreamId>, StoreError> {
+    let mut conn = queue.conn.clone();
+    let reply: Option<StreamReadReply> = queue
+        .timed(
+            "XREADGROUP",
+            redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(GROUP)
+                .arg(&queue.replica)
+                .arg("COUNT")
+                .arg(READ_BATCH)
+                .arg("STREAMS")
+                .arg(key)
+                .arg(from)
+                .query_async(&mut conn),
+        )
+        .await?;
+    Ok(reply
+        .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+        .unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_stable_and_in_range() {
+        assert_eq!(
+            partition_of("telegram:tg:1", 16),
+            partition_of("telegram:tg:1", 16)
+        );
+        for n in 0..1000 {
+            assert!(partition_of(&format!("whatsapp:wa:{n}"), 16) < 16);
+        }
+        // Spread: 1000 keys touch every one of 16 partitions.
+        let used: std::collections::HashSet<u32> = (0..1000)
+            .map(|n| partition_of(&format!("k{n}"), 16))
+            .collect();
+        assert_eq!(used.len(), 16);
+    }
+
+    #[test]
+    fn fnv1a_matches_the_reference_vector() {
+        // FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c.
+        assert_eq!(
+            partition_of("a", u32::MAX),
+            (0xaf63_dc4c_8601_ec8c_u64 % u64::from(u32::MAX)) as u32
+        );
+    }
+}
