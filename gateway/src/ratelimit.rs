@@ -1,6 +1,11 @@
-//! In-process token buckets for outbound sends: one per channel (the
-//! platform's per-bot / per-page / per-number limit) and one per chat.
-//! Limits shared across replicas come with the Redis store.
+//! Rate limits for outbound sends: one per channel (the platform's per-bot
+//! / per-page / per-number limit) and one per chat.
+//!
+//! A chat's replies all go out from the replica that holds its outbox
+//! partition, so per-chat buckets live in that process. A channel's limit
+//! is shared by every replica, so with Redis it is one GCRA cell in Redis
+//! (`sb:v1:rate:{channel}`); should Redis not answer, the local bucket
+//! keeps pacing rather than stopping replies.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -119,6 +124,90 @@ impl KeyedLimiter {
     }
 }
 
+/// GCRA in one round trip: KEYS[1] holds the theoretical arrival time
+/// (ms); ARGV[1] is the interval between tokens (ms), ARGV[2] the burst.
+/// Returns 0 when a token was taken, else the milliseconds to wait.
+const GCRA: &str = r"
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local tolerance = interval * (burst - 1)
+if now < tat - tolerance then
+  return math.ceil(tat - tolerance - now)
+end
+local next_tat = tat + interval
+redis.call('SET', KEYS[1], tostring(next_tat), 'PX', math.ceil(next_tat - now) + 1000)
+return 0
+";
+
+/// A channel limit shared by every replica through Redis.
+pub struct SharedLimiter {
+    store: std::sync::Arc<crate::store::RedisStore>,
+    script: redis::Script,
+    fallback: KeyedLimiter,
+}
+
+impl std::fmt::Debug for SharedLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedLimiter").finish_non_exhaustive()
+    }
+}
+
+impl SharedLimiter {
+    pub fn new(store: std::sync::Arc<crate::store::RedisStore>) -> Self {
+        Self {
+            store,
+            script: redis::Script::new(GCRA),
+            fallback: KeyedLimiter::default(),
+        }
+    }
+
+    /// Waits until `key` may send one more message at `rate`, counted across
+    /// every replica.
+    pub async fn acquire(&self, key: &str, rate: Rate) {
+        let redis_key = self.store.key(&format!("sb:v1:rate:{{{key}}}"));
+        let interval_ms = 1000.0 / rate.per_second;
+        loop {
+            let mut connection = self.store.connection();
+            let wait: Result<u64, _> = self
+                .store
+                .call(
+                    "rate limit",
+                    self.script
+                        .key(&redis_key)
+                        .arg(interval_ms)
+                        .arg(rate.burst)
+                        .invoke_async(&mut connection),
+                )
+                .await;
+            match wait {
+                Ok(0) => return,
+                Ok(ms) => tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await,
+                Err(_) => return self.fallback.acquire(key, rate).await,
+            }
+        }
+    }
+}
+
+/// Per-channel limiting: local, or shared through Redis.
+#[derive(Debug)]
+pub enum ChannelLimiter {
+    Local(KeyedLimiter),
+    Shared(SharedLimiter),
+}
+
+impl ChannelLimiter {
+    pub async fn acquire(&self, key: &str, rate: Rate) {
+        match self {
+            ChannelLimiter::Local(limiter) => limiter.acquire(key, rate).await,
+            ChannelLimiter::Shared(limiter) => limiter.acquire(key, rate).await,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +236,30 @@ mod tests {
         let group = chat_rate(Platform::Telegram, &ChatId::Int(-100123));
         let private = chat_rate(Platform::Telegram, &ChatId::Int(42));
         assert!(group.per_second < private.per_second);
+    }
+
+    #[tokio::test]
+    async fn a_shared_limit_holds_across_limiters_on_one_redis() {
+        let server = switchboard_testkit::RedisServer::start();
+        let store = crate::store::test_support::redis_store(server.url(), "", &[]).await;
+        // Two replicas' limiters on one Redis: together no faster than the rate.
+        let a = SharedLimiter::new(store.clone());
+        let b = SharedLimiter::new(store);
+        let rate = Rate {
+            burst: 2.0,
+            per_second: 20.0,
+        };
+        let start = Instant::now();
+        for _ in 0..3 {
+            a.acquire("channel", rate).await;
+            b.acquire("channel", rate).await;
+        }
+        // Six tokens at burst 2 and 20/s: four waits of 50 ms.
+        assert!(
+            start.elapsed() >= Duration::from_millis(190),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test]

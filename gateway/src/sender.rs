@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 use crate::lanes::Lanes;
 use crate::metrics::{Metrics, PlatformLabel, PlatformResult};
 use crate::queue::{StreamAck, StreamQueue, spawn_consumers};
-use crate::ratelimit::{KeyedLimiter, channel_rate, chat_rate};
+use crate::ratelimit::{ChannelLimiter, KeyedLimiter, SharedLimiter, channel_rate, chat_rate};
 use crate::registry::{Channel, ChannelRegistry};
 use crate::store::{DeadLetter, RedisConnection, Store, StoreError};
 
@@ -133,6 +133,10 @@ pub fn start(
         .pool_idle_timeout(Duration::from_secs(90))
         .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
         .build()?;
+    let channel_limits = match store.as_redis() {
+        Some(redis) => ChannelLimiter::Shared(SharedLimiter::new(redis.clone())),
+        None => ChannelLimiter::Local(KeyedLimiter::default()),
+    };
     let delivery = Arc::new(Delivery {
         http,
         registry,
@@ -140,7 +144,7 @@ pub fn start(
         metrics,
         api_bases: config.api_bases,
         max_attempts: config.max_attempts,
-        channel_limits: KeyedLimiter::default(),
+        channel_limits,
         chat_limits: KeyedLimiter::default(),
         durable: queue.is_some(),
     });
@@ -217,7 +221,7 @@ struct Delivery {
     metrics: Arc<Metrics>,
     api_bases: HashMap<Platform, String>,
     max_attempts: u32,
-    channel_limits: KeyedLimiter,
+    channel_limits: ChannelLimiter,
     chat_limits: KeyedLimiter,
     durable: bool,
 }

@@ -293,3 +293,35 @@ async fn with_redis_down_webhooks_and_readyz_answer_503_and_both_recover_by_them
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_whole_pipeline_runs_on_a_three_master_redis_cluster() {
+    let cluster = switchboard_testkit::RedisCluster::start(3);
+    let url = cluster.url();
+    let app = spawn_app_with(
+        "",
+        &[
+            ("SWITCHBOARD__STORE__URL", url.as_str()),
+            ("SWITCHBOARD__STORE__ENCRYPTION_KEYS", KEY),
+        ],
+    )
+    .await;
+    assert_eq!(app.admin_get("/readyz").await.status(), 200);
+    // Several conversations, so the streams of several partitions (spread
+    // over the masters by their hash tags) are used.
+    let chats: Vec<i64> = (9301..9309).collect();
+    for chat in &chats {
+        let body = telegram_text(*chat, "/order 10023");
+        assert_eq!(
+            app.post_telegram("tg", Some(TG_SECRET), &body)
+                .await
+                .status(),
+            200
+        );
+    }
+    for chat in &chats {
+        let replies = wait_for_reply_to(&app, &chat.to_string(), 1).await;
+        assert!(replies.iter().any(|t| t.contains("10023")), "{replies:#?}");
+    }
+    app.stop().await;
+}
