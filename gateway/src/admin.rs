@@ -87,6 +87,7 @@ pub async fn channels(state: web::Data<AppState>) -> HttpResponse {
     let mut channels: Vec<Value> = state
         .registry
         .all()
+        .into_iter()
         .map(|channel| {
             json!({
                 "id": channel.id,
@@ -94,6 +95,7 @@ pub async fn channels(state: web::Data<AppState>) -> HttpResponse {
                 "business_id": channel.business_id,
                 "webhook_path": format!("/webhooks/{}/{}", channel.platform, channel.id),
                 "status": "active",
+                "source": channel.source.as_str(),
             })
         })
         .collect();

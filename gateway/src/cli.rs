@@ -37,6 +37,11 @@ pub enum Command {
         #[command(subcommand)]
         command: BotCommand,
     },
+    /// Register, check and remove channels on a running gateway (through
+    /// its admin API).
+    Channels(crate::channels::client::ChannelsArgs),
+    /// Probe a running gateway (container health checks): exit 0 when healthy.
+    Healthcheck(crate::healthcheck::HealthcheckArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -107,6 +112,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Bot {
             command: BotCommand::Eval(args),
         } => eval(&args),
+        Command::Channels(args) => runtime().and_then(|rt| {
+            rt.block_on(crate::channels::client::run(&args, &mut std::io::stdout()))
+        }),
+        Command::Healthcheck(args) => Ok(crate::healthcheck::run(&args)),
     };
     match result {
         Ok(code) => code,

@@ -72,6 +72,8 @@ pub struct Settings {
     pub pipeline: PipelineSettings,
     pub sender: SenderSettings,
     pub sandbox: bool,
+    /// `[registration]`: channels registered at run time (admin API, CLI).
+    pub registration: crate::channels::RegistrationSettings,
     /// True when no channel was configured and the demo channels were added.
     pub demo: bool,
 }
@@ -274,6 +276,8 @@ struct RawSettings {
     sender: RawSender,
     #[serde(default)]
     sandbox: RawSandbox,
+    #[serde(default)]
+    registration: crate::channels::RegistrationSettings,
 }
 
 #[derive(Deserialize)]
@@ -759,6 +763,7 @@ impl RawSettings {
                 outbox_capacity: self.sender.outbox_capacity,
             },
             sandbox,
+            registration: self.registration.validated()?,
             demo,
         })
     }

@@ -12,10 +12,12 @@
 
 pub mod admin;
 pub mod backend_http;
+pub mod channels;
 pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod effects;
+pub mod healthcheck;
 pub mod lanes;
 pub mod metrics;
 pub mod pipeline;

@@ -31,6 +31,11 @@ pub struct QueueLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: &'static str,
 }
@@ -58,6 +63,10 @@ pub struct Metrics {
     /// Dead letters currently stored (refreshed on each scrape).
     pub dead_letters_stored: Gauge,
     pub handoffs: Counter,
+    /// Channels in use, by where they are defined (`config`, `store`).
+    pub channels: Family<SourceLabel, Gauge>,
+    /// Failed reloads of the run-time channels from the store.
+    pub channel_refresh_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -137,6 +146,18 @@ impl Metrics {
             "Conversations handed to a person",
             handoffs.clone(),
         );
+        let channels = Family::<SourceLabel, Gauge>::default();
+        registry.register(
+            "channels",
+            "Channels in use, by where they are defined",
+            channels.clone(),
+        );
+        let channel_refresh_failures = Counter::default();
+        registry.register(
+            "channel_refresh_failures",
+            "Failed reloads of run-time channels from the store",
+            channel_refresh_failures.clone(),
+        );
         Self {
             registry,
             webhooks,
@@ -150,6 +171,8 @@ impl Metrics {
             unclaimed_entries,
             dead_letters_stored,
             handoffs,
+            channels,
+            channel_refresh_failures,
         }
     }
 
@@ -163,6 +186,10 @@ impl Metrics {
         self.queue_depth
             .get_or_create(&QueueLabel { queue })
             .clone()
+    }
+
+    pub fn channels(&self, source: &'static str) -> Gauge {
+        self.channels.get_or_create(&SourceLabel { source }).clone()
     }
 
     pub fn dead_letter(&self, reason: &'static str) {

@@ -303,7 +303,7 @@ impl Worker {
             }
             _ => {}
         }
-        let Some(channel) = self.registry.get(event.channel.as_str()).cloned() else {
+        let Some(channel) = self.registry.get(event.channel.as_str()) else {
             return Err(ProcessError::UnknownChannel);
         };
         let conversation = &event.conversation;

@@ -1,11 +1,16 @@
 //! Channels and their adapters, and Meta's routing of one app's entries to
 //! the channel that claims the page or phone number.
 //!
-//! Registration of adapters is a plain `match` on the platform.
+//! Registration of adapters is a plain `match` on the platform. The set of
+//! channels is the config file's plus those registered at run time (kept
+//! in the store, see `channels/`); it is swapped as a whole when the latter
+//! change, so a webhook reads one consistent snapshot with a single atomic
+//! load and never waits for a lock.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use switchboard_messenger::{MessengerAdapter, MessengerChannel};
@@ -15,10 +20,31 @@ use switchboard_whatsapp::{WhatsAppAdapter, WhatsAppChannel};
 
 use crate::config::{ChannelSecrets, ChannelSettings, TemplateSettings};
 
+/// Where a channel was defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelSource {
+    /// The config file (or the demo): changed only by editing it and
+    /// restarting; the admin API cannot remove it.
+    Config,
+    /// Registered at run time through the admin API; kept in the store.
+    Store,
+}
+
+impl ChannelSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelSource::Config => "config",
+            ChannelSource::Store => "store",
+        }
+    }
+}
+
 /// One configured channel, ready to verify, parse, render and classify.
 pub struct Channel {
     pub id: ChannelId,
     pub platform: Platform,
+    pub source: ChannelSource,
     pub adapter: Box<dyn PlatformAdapter>,
     /// Messenger page id / WhatsApp phone number id this channel answers for.
     pub business_id: Option<String>,
@@ -33,13 +59,19 @@ impl std::fmt::Debug for Channel {
         f.debug_struct("Channel")
             .field("id", &self.id)
             .field("platform", &self.platform)
+            .field("source", &self.source)
             .field("business_id", &self.business_id)
             .finish_non_exhaustive()
     }
 }
 
 impl Channel {
+    /// A channel from the config file.
     pub fn from_settings(settings: &ChannelSettings) -> Channel {
+        Self::with_source(settings, ChannelSource::Config)
+    }
+
+    pub fn with_source(settings: &ChannelSettings, source: ChannelSource) -> Channel {
         let id = settings.id.clone();
         match &settings.secrets {
             ChannelSecrets::Telegram {
@@ -48,6 +80,7 @@ impl Channel {
             } => Channel {
                 id: id.clone(),
                 platform: Platform::Telegram,
+                source,
                 adapter: Box::new(TelegramAdapter::new(TelegramChannel {
                     id,
                     bot_token: bot_token.clone(),
@@ -67,6 +100,7 @@ impl Channel {
             } => Channel {
                 id: id.clone(),
                 platform: Platform::Messenger,
+                source,
                 adapter: Box::new(MessengerAdapter::new(MessengerChannel {
                     id,
                     app_secrets: app_secrets.clone(),
@@ -88,6 +122,7 @@ impl Channel {
             } => Channel {
                 id: id.clone(),
                 platform: Platform::WhatsApp,
+                source,
                 adapter: Box::new(WhatsAppAdapter::new(WhatsAppChannel {
                     id,
                     app_secrets: app_secrets.clone(),
@@ -127,31 +162,83 @@ pub enum Route {
     Unclaimed,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct ChannelRegistry {
+/// One immutable view of every channel.
+#[derive(Debug, Default)]
+struct Snapshot {
     by_id: HashMap<String, Arc<Channel>>,
 }
 
+/// The live set of channels, shared by the webhook routes, the pipeline and
+/// the sender (clones share it). Reads are lock-free; a change builds a new
+/// snapshot and swaps it in.
+#[derive(Clone, Default)]
+pub struct ChannelRegistry {
+    current: Arc<ArcSwap<Snapshot>>,
+    /// The config file's channels, which every snapshot starts from.
+    configured: Arc<Vec<Arc<Channel>>>,
+}
+
+impl std::fmt::Debug for ChannelRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelRegistry")
+            .field("channels", &self.current.load().by_id.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl ChannelRegistry {
+    /// The config file's channels only.
     pub fn new(settings: &[ChannelSettings]) -> Self {
-        let by_id = settings
+        let configured: Vec<Arc<Channel>> = settings
             .iter()
-            .map(|s| {
-                (
-                    s.id.as_str().to_owned(),
-                    Arc::new(Channel::from_settings(s)),
-                )
-            })
+            .map(|s| Arc::new(Channel::from_settings(s)))
             .collect();
-        Self { by_id }
+        let by_id = configured
+            .iter()
+            .map(|c| (c.id.as_str().to_owned(), c.clone()))
+            .collect();
+        Self {
+            current: Arc::new(ArcSwap::from_pointee(Snapshot { by_id })),
+            configured: Arc::new(configured),
+        }
     }
 
-    pub fn get(&self, id: &str) -> Option<&Arc<Channel>> {
-        self.by_id.get(id)
+    pub fn get(&self, id: &str) -> Option<Arc<Channel>> {
+        self.current.load().by_id.get(id).cloned()
     }
 
-    pub fn all(&self) -> impl Iterator<Item = &Arc<Channel>> {
-        self.by_id.values()
+    /// Every channel, in no particular order.
+    pub fn all(&self) -> Vec<Arc<Channel>> {
+        self.current.load().by_id.values().cloned().collect()
+    }
+
+    /// True when the config file defines `id` (the admin API leaves those alone).
+    pub fn is_configured(&self, id: &str) -> bool {
+        self.configured.iter().any(|c| c.id.as_str() == id)
+    }
+
+    /// Replaces the run-time channels with `stored`. Config channels stay
+    /// and win over a stored channel with the same id; those ids are
+    /// returned so the caller can report them.
+    pub fn set_stored(&self, stored: &[ChannelSettings]) -> Vec<ChannelId> {
+        let mut by_id: HashMap<String, Arc<Channel>> = self
+            .configured
+            .iter()
+            .map(|c| (c.id.as_str().to_owned(), c.clone()))
+            .collect();
+        let mut shadowed = Vec::new();
+        for settings in stored {
+            if by_id.contains_key(settings.id.as_str()) {
+                shadowed.push(settings.id.clone());
+                continue;
+            }
+            by_id.insert(
+                settings.id.as_str().to_owned(),
+                Arc::new(Channel::with_source(settings, ChannelSource::Store)),
+            );
+        }
+        self.current.store(Arc::new(Snapshot { by_id }));
+        shadowed
     }
 
     /// Meta delivers every page / number of an app to one callback URL. The
@@ -168,7 +255,8 @@ impl ChannelRegistry {
         if received_on.business_id.as_deref() == Some(business_id) {
             return Route::Channel(received_on.id.clone());
         }
-        let claimant = self.by_id.values().find(|c| {
+        let snapshot = self.current.load();
+        let claimant = snapshot.by_id.values().find(|c| {
             c.platform == received_on.platform
                 && c.business_id.as_deref() == Some(business_id)
                 && c.shares_app_with(received_on)
@@ -178,5 +266,46 @@ impl ChannelRegistry {
             None if received_on.business_id.is_none() => Route::Channel(received_on.id.clone()),
             None => Route::Unclaimed,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ChannelSecrets;
+    use secrecy::SecretString;
+
+    fn telegram(id: &str) -> ChannelSettings {
+        ChannelSettings {
+            id: ChannelId::new(id).unwrap(),
+            platform: Platform::Telegram,
+            secrets: ChannelSecrets::Telegram {
+                bot_token: SecretString::from("1:x"),
+                secret_tokens: vec![SecretString::from("s")],
+            },
+        }
+    }
+
+    #[test]
+    fn stored_channels_are_swapped_in_and_config_channels_stay() {
+        let registry = ChannelRegistry::new(&[telegram("from-config")]);
+        let reader = registry.clone();
+        assert!(reader.get("added").is_none());
+
+        let shadowed = registry.set_stored(&[telegram("added"), telegram("from-config")]);
+        assert_eq!(shadowed, vec![ChannelId::new("from-config").unwrap()]);
+        let added = reader.get("added").expect("a clone sees the new snapshot");
+        assert_eq!(added.source, ChannelSource::Store);
+        assert_eq!(
+            reader.get("from-config").unwrap().source,
+            ChannelSource::Config,
+            "the config file wins over a stored channel with its id"
+        );
+        assert_eq!(reader.all().len(), 2);
+
+        registry.set_stored(&[]);
+        assert!(reader.get("added").is_none());
+        assert!(reader.get("from-config").is_some());
+        assert!(registry.is_configured("from-config") && !registry.is_configured("added"));
     }
 }

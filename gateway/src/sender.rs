@@ -254,7 +254,7 @@ impl Delivery {
 
     async fn deliver(&self, item: OutboxItem) {
         let conversation = item.message.conversation.clone();
-        let Some(channel) = self.registry.get(conversation.channel.as_str()).cloned() else {
+        let Some(channel) = self.registry.get(conversation.channel.as_str()) else {
             self.dead_letter(
                 &item.message,
                 "send_failed:unknown_channel",

@@ -154,6 +154,23 @@ impl Application {
             .map(|p| (*p, settings.api_base(*p, Some(&sandbox_base))))
             .collect();
 
+        // Run-time channels: loaded now, then kept in step with the store.
+        let registrar = web::Data::new(crate::channels::Registrar::new(
+            crate::channels::platform_api::PlatformApi::new(
+                api_bases.clone(),
+                Duration::from_millis(settings.sender.timeout_ms),
+            )
+            .context("cannot build the HTTP client for the platform APIs")?,
+            store.clone(),
+            registry.clone(),
+            settings.channels.clone(),
+            settings.registration.clone(),
+            metrics.clone(),
+        ));
+        if let Err(error) = registrar.refresh().await {
+            warn!(error = %error, "cannot load the run-time channels from the store yet; retrying in the background");
+        }
+
         let (stop_outbox, stop_outbox_rx) = watch::channel(false);
         let (outbox, outbox_tasks) = sender::start(
             SenderConfig {
@@ -174,6 +191,8 @@ impl Application {
             &stop_outbox_rx,
         )
         .context("cannot build the HTTP client for the platform APIs")?;
+
+        crate::channels::spawn_refresher(registrar.clone().into_inner(), stop_outbox_rx);
 
         let state_ttl = Duration::from_secs(settings.shop.state_ttl_days * 24 * 3600);
         let worker = Arc::new(Worker {
@@ -255,10 +274,13 @@ impl Application {
         .run();
 
         let admin_state = state;
+        let admin_registrar = registrar;
         let admin = HttpServer::new(move || {
             App::new().app_data(admin_state.clone()).service(
                 web::scope("")
                     .wrap(from_fn(admin::require_token))
+                    .app_data(admin_registrar.clone())
+                    .configure(crate::channels::admin_api::routes)
                     .route("/readyz", web::get().to(admin::readyz))
                     .route("/metrics", web::get().to(admin::metrics))
                     .route("/admin/channels", web::get().to(admin::channels))

@@ -108,7 +108,6 @@ pub async fn receive(
         .registry
         .get(&channel_id)
         .filter(|c| c.platform == platform)
-        .cloned()
     else {
         state.metrics.webhook(label, "unknown_channel");
         warn!(platform = label, "webhook for an unknown channel");

@@ -34,6 +34,11 @@ pub struct FakeState {
     pub script: Mutex<VecDeque<Scripted>>,
     /// While set, every request is answered 503 (a platform outage).
     pub outage: std::sync::atomic::AtomicBool,
+    /// Telegram webhooks by bot token, as `setWebhook` left them (the
+    /// `WebhookInfo` that `getWebhookInfo` answers).
+    pub telegram_webhooks: Mutex<std::collections::HashMap<String, Value>>,
+    /// Graph `subscribed_apps` by `platform/object-id`: the subscribed fields.
+    pub subscriptions: Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
 
 #[derive(Clone, Debug)]
@@ -60,6 +65,38 @@ impl FakePlatform {
             .into_iter()
             .filter(|r| r.status == 200)
             .collect()
+    }
+
+    /// The `WebhookInfo` Telegram keeps for `bot_token` (None: never set).
+    pub fn telegram_webhook(&self, bot_token: &str) -> Option<Value> {
+        self.state
+            .telegram_webhooks
+            .lock()
+            .unwrap()
+            .get(bot_token)
+            .cloned()
+    }
+
+    /// Makes Telegram report failing deliveries for `bot_token`.
+    pub fn fail_telegram_deliveries(&self, bot_token: &str, message: &str, pending: u64) {
+        let mut hooks = self.state.telegram_webhooks.lock().unwrap();
+        let info = hooks
+            .entry(bot_token.to_owned())
+            .or_insert_with(|| json!({"url": ""}));
+        info["last_error_date"] = json!(unix_now());
+        info["last_error_message"] = json!(message);
+        info["pending_update_count"] = json!(pending);
+    }
+
+    /// Fields subscribed on a Page (`messenger`) or WhatsApp Business
+    /// Account (`whatsapp`); None when no app is subscribed.
+    pub fn subscription(&self, platform: &str, object_id: &str) -> Option<Vec<String>> {
+        self.state
+            .subscriptions
+            .lock()
+            .unwrap()
+            .get(&format!("{platform}/{object_id}"))
+            .cloned()
     }
 
     pub fn script(&self, answers: impl IntoIterator<Item = Scripted>) {
@@ -140,6 +177,9 @@ async fn fake_handler(
         return response.json(scripted.body);
     }
     state.requests.lock().unwrap().push(record(200));
+    if let Some(answer) = registration_answer(&req, &path, &json, &state) {
+        return answer;
+    }
     if path.starts_with("/telegram/") {
         if path.ends_with("/sendMessage")
             || path.ends_with("/sendPhoto")
@@ -155,6 +195,100 @@ async fn fake_handler(
     }
     HttpResponse::Ok()
         .json(json!({"messaging_product": "whatsapp", "messages": [{"id": "wamid.fake"}]}))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Telegram's webhook methods and Graph's `subscribed_apps` edge, keeping
+/// state like the platforms do.
+fn registration_answer(
+    req: &HttpRequest,
+    path: &str,
+    body: &Value,
+    state: &FakeState,
+) -> Option<HttpResponse> {
+    if let Some(rest) = path.strip_prefix("/telegram/bot") {
+        let (token, method) = rest.rsplit_once('/')?;
+        let mut hooks = state.telegram_webhooks.lock().unwrap();
+        return match method {
+            "getMe" => Some(HttpResponse::Ok().json(json!({"ok": true, "result": {
+                "id": token.split(':').next().and_then(|id| id.parse::<i64>().ok()).unwrap_or(1),
+                "is_bot": true, "first_name": "Fake Shop", "username": "fake_shop_bot"
+            }}))),
+            "setWebhook" => {
+                let url = body.get("url").and_then(Value::as_str).unwrap_or("");
+                if !url.starts_with("https://") {
+                    return Some(HttpResponse::BadRequest().json(json!({"ok": false, "error_code": 400, "description": "Bad Request: bad webhook: An HTTPS URL must be provided for webhook"})));
+                }
+                hooks.insert(token.to_owned(), json!({
+                    "url": url,
+                    "has_custom_certificate": false,
+                    "pending_update_count": 0,
+                    "max_connections": body.get("max_connections").cloned().unwrap_or(json!(40)),
+                    "allowed_updates": body.get("allowed_updates").cloned().unwrap_or(json!([])),
+                    "secret_token": body.get("secret_token").cloned().unwrap_or(Value::Null),
+                }));
+                Some(
+                    HttpResponse::Ok().json(
+                        json!({"ok": true, "result": true, "description": "Webhook was set"}),
+                    ),
+                )
+            }
+            "getWebhookInfo" => {
+                let mut info = hooks
+                    .get(token)
+                    .cloned()
+                    .unwrap_or_else(|| json!({"url": "", "pending_update_count": 0}));
+                // The real API never reveals the secret.
+                if let Some(map) = info.as_object_mut() {
+                    map.remove("secret_token");
+                }
+                Some(HttpResponse::Ok().json(json!({"ok": true, "result": info})))
+            }
+            "deleteWebhook" => {
+                hooks.remove(token);
+                Some(HttpResponse::Ok().json(
+                    json!({"ok": true, "result": true, "description": "Webhook was deleted"}),
+                ))
+            }
+            _ => None,
+        };
+    }
+    let object = path.strip_suffix("/subscribed_apps")?;
+    let (platform, object_id) = object.trim_start_matches('/').split_once('/')?;
+    let key = format!("{platform}/{object_id}");
+    let mut subscriptions = state.subscriptions.lock().unwrap();
+    match req.method().as_str() {
+        "POST" => {
+            let fields = body
+                .get("subscribed_fields")
+                .and_then(Value::as_str)
+                .map(|f| f.split(',').map(str::to_owned).collect())
+                .unwrap_or_default();
+            subscriptions.insert(key, fields);
+            Some(HttpResponse::Ok().json(json!({"success": true})))
+        }
+        "DELETE" => {
+            subscriptions.remove(&key);
+            Some(HttpResponse::Ok().json(json!({"success": true})))
+        }
+        _ => {
+            let data = match subscriptions.get(&key) {
+                Some(_) if platform == "whatsapp" => vec![
+                    json!({"whatsapp_business_api_data": {"id": "1000", "name": "Fake App", "link": "https://example.invalid/app"}}),
+                ],
+                Some(fields) => vec![
+                    json!({"id": "1000", "name": "Fake App", "category": "Business", "subscribed_fields": fields}),
+                ],
+                None => Vec::new(),
+            };
+            Some(HttpResponse::Ok().json(json!({"data": data})))
+        }
+    }
 }
 
 /// Starts the fake on a free port (call inside a Tokio runtime).

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod admin;
+mod channels;
 mod conversation;
 mod fixtures;
 mod redis;

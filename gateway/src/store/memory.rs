@@ -1,7 +1,7 @@
 //! In-process store for the embedded default and tests. Loses everything on
 //! restart by design; production uses Redis.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,10 @@ struct Inner {
     values: HashMap<String, (Vec<u8>, Instant)>,
     dead_letters: VecDeque<DeadLetter>,
     writes: u64,
+    /// Channels registered at run time: id -> record, and a version bumped
+    /// on every change.
+    channels: BTreeMap<String, Vec<u8>>,
+    channels_version: u64,
 }
 
 impl Inner {
@@ -96,5 +100,34 @@ impl MemoryStore {
 
     pub fn remove_dead_letters(&self, matches: impl Fn(&DeadLetter) -> bool) {
         self.lock().dead_letters.retain(|letter| !matches(letter));
+    }
+
+    pub fn channel_records(&self) -> (u64, Vec<(String, Vec<u8>)>) {
+        let inner = self.lock();
+        let records = inner
+            .channels
+            .iter()
+            .map(|(id, record)| (id.clone(), record.clone()))
+            .collect();
+        (inner.channels_version, records)
+    }
+
+    pub fn channels_version(&self) -> u64 {
+        self.lock().channels_version
+    }
+
+    pub fn put_channel_record(&self, id: &str, record: Vec<u8>) {
+        let mut inner = self.lock();
+        inner.channels.insert(id.to_owned(), record);
+        inner.channels_version += 1;
+    }
+
+    pub fn delete_channel_record(&self, id: &str) -> bool {
+        let mut inner = self.lock();
+        let removed = inner.channels.remove(id).is_some();
+        if removed {
+            inner.channels_version += 1;
+        }
+        removed
     }
 }

@@ -41,6 +41,16 @@ pub const DEAD_LETTERS_KEY: &str = "sb:v1:dead-letters";
 
 const DEDUPE_PREFIX: &str = "sb:v1:seen:";
 
+/// Channels registered at run time: one hash, field = channel id, value =
+/// the sealed record, plus [`CHANNELS_VERSION_FIELD`]. No TTL: an operator
+/// removes a channel. One key, so one cluster slot and atomic updates.
+pub const CHANNELS_KEY: &str = "sb:v1:channels";
+
+/// The hash field counting changes to [`CHANNELS_KEY`]; replicas poll it
+/// and reload the channels only when it moved. `#` never occurs in a
+/// channel id, so it cannot collide with one.
+pub const CHANNELS_VERSION_FIELD: &str = "#version";
+
 /// Something the gateway acknowledged but could not handle or deliver. Never
 /// holds secrets; message text in it is masked by the assistant's guards.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -248,6 +258,43 @@ impl Store {
         }
     }
 
+    /// Every channel record registered at run time, with the version the
+    /// set had when read (see [`Store::channels_version`]).
+    pub async fn channel_records(&self) -> StoreResult<(u64, Vec<(String, Vec<u8>)>)> {
+        match self {
+            Store::Memory(store) => Ok(store.channel_records()),
+            Store::Redis(store) => store.channel_records().await,
+        }
+    }
+
+    /// A number that changes whenever a channel record is added, replaced
+    /// or removed; cheap to poll.
+    pub async fn channels_version(&self) -> StoreResult<u64> {
+        match self {
+            Store::Memory(store) => Ok(store.channels_version()),
+            Store::Redis(store) => store.channels_version().await,
+        }
+    }
+
+    /// Adds or replaces one channel record (sealed at rest in Redis).
+    pub async fn put_channel_record(&self, id: &str, record: Vec<u8>) -> StoreResult<()> {
+        match self {
+            Store::Memory(store) => {
+                store.put_channel_record(id, record);
+                Ok(())
+            }
+            Store::Redis(store) => store.put_channel_record(id, &record).await,
+        }
+    }
+
+    /// Removes one channel record; false when there was none.
+    pub async fn delete_channel_record(&self, id: &str) -> StoreResult<bool> {
+        match self {
+            Store::Memory(store) => Ok(store.delete_channel_record(id)),
+            Store::Redis(store) => store.delete_channel_record(id).await,
+        }
+    }
+
     pub async fn ping(&self) -> StoreResult<()> {
         match self {
             Store::Memory(_) => Ok(()),
@@ -377,7 +424,39 @@ mod conformance {
         assert_eq!(store.dead_letter_count().await.unwrap(), 1);
         store.ping().await.unwrap();
 
+        check_channel_records(&store).await;
         check_concurrent_sightings(&store).await;
+    }
+
+    async fn check_channel_records(store: &Store) {
+        let (start, records) = store.channel_records().await.unwrap();
+        assert!(records.is_empty());
+        assert_eq!(store.channels_version().await.unwrap(), start);
+        store
+            .put_channel_record("tg-a", b"{\"a\":1}".to_vec())
+            .await
+            .unwrap();
+        store
+            .put_channel_record("wa-b", b"{\"b\":2}".to_vec())
+            .await
+            .unwrap();
+        let after_puts = store.channels_version().await.unwrap();
+        assert_ne!(after_puts, start, "a change moves the version");
+        let (version, records) = store.channel_records().await.unwrap();
+        assert_eq!(version, after_puts);
+        assert_eq!(
+            records,
+            vec![
+                ("tg-a".to_owned(), b"{\"a\":1}".to_vec()),
+                ("wa-b".to_owned(), b"{\"b\":2}".to_vec()),
+            ]
+        );
+        assert!(store.delete_channel_record("tg-a").await.unwrap());
+        assert!(!store.delete_channel_record("tg-a").await.unwrap());
+        let (version, records) = store.channel_records().await.unwrap();
+        assert_ne!(version, after_puts);
+        assert_eq!(records.len(), 1);
+        assert!(store.delete_channel_record("wa-b").await.unwrap());
     }
 
     async fn check_concurrent_sightings(store: &Store) {

@@ -32,8 +32,8 @@ use tracing::warn;
 
 use super::crypto::{self, Keyring};
 use super::{
-    DEAD_LETTERS_KEY, DeadLetter, MAX_DEAD_LETTERS, StoreError, StoreResult, conversation_keys,
-    is_dedupe_key, link_code_key, pending_link_key,
+    CHANNELS_KEY, CHANNELS_VERSION_FIELD, DEAD_LETTERS_KEY, DeadLetter, MAX_DEAD_LETTERS,
+    StoreError, StoreResult, conversation_keys, is_dedupe_key, link_code_key, pending_link_key,
 };
 use crate::config::StoreSettings;
 
@@ -539,6 +539,96 @@ impl RedisStore {
                 .query_async(&mut connection),
         )
         .await
+    }
+
+    /// What a channel record is sealed under: the hash and the field, so a
+    /// record cannot be moved to another channel id unnoticed.
+    fn channel_seal_key(&self, id: &str) -> String {
+        format!("{}#{id}", self.key(CHANNELS_KEY))
+    }
+
+    pub async fn channel_records(&self) -> StoreResult<(u64, Vec<(String, Vec<u8>)>)> {
+        let mut connection = self.connection();
+        let fields: Vec<(String, Vec<u8>)> = self
+            .call(
+                "HGETALL",
+                redis::cmd("HGETALL")
+                    .arg(self.key(CHANNELS_KEY))
+                    .query_async(&mut connection),
+            )
+            .await?;
+        let mut version = 0;
+        let mut records = Vec::with_capacity(fields.len());
+        for (field, stored) in fields {
+            if field == CHANNELS_VERSION_FIELD {
+                version = String::from_utf8_lossy(&stored).parse().unwrap_or(0);
+                continue;
+            }
+            match self.open(&self.channel_seal_key(&field), &stored) {
+                Ok(record) => records.push((field, record)),
+                // One unreadable record (a retired key) must not hide the rest.
+                Err(error) => {
+                    warn!(channel = %field, error = %error, "skipping a stored channel that cannot be read");
+                }
+            }
+        }
+        records.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok((version, records))
+    }
+
+    pub async fn channels_version(&self) -> StoreResult<u64> {
+        let mut connection = self.connection();
+        let version: Option<u64> = self
+            .call(
+                "HGET",
+                redis::cmd("HGET")
+                    .arg(self.key(CHANNELS_KEY))
+                    .arg(CHANNELS_VERSION_FIELD)
+                    .query_async(&mut connection),
+            )
+            .await?;
+        Ok(version.unwrap_or(0))
+    }
+
+    pub async fn put_channel_record(&self, id: &str, record: &[u8]) -> StoreResult<()> {
+        let sealed = self.seal(&self.channel_seal_key(id), record)?;
+        let key = self.key(CHANNELS_KEY);
+        let mut pipeline = redis::pipe();
+        pipeline
+            .atomic()
+            .cmd("HSET")
+            .arg(&key)
+            .arg(id)
+            .arg(sealed)
+            .ignore()
+            .cmd("HINCRBY")
+            .arg(&key)
+            .arg(CHANNELS_VERSION_FIELD)
+            .arg(1)
+            .ignore();
+        let mut connection = self.connection();
+        self.call("HSET", pipeline.query_async::<()>(&mut connection))
+            .await
+    }
+
+    pub async fn delete_channel_record(&self, id: &str) -> StoreResult<bool> {
+        let key = self.key(CHANNELS_KEY);
+        let mut pipeline = redis::pipe();
+        pipeline
+            .atomic()
+            .cmd("HDEL")
+            .arg(&key)
+            .arg(id)
+            .cmd("HINCRBY")
+            .arg(&key)
+            .arg(CHANNELS_VERSION_FIELD)
+            .arg(1)
+            .ignore();
+        let mut connection = self.connection();
+        let (removed,): (u64,) = self
+            .call("HDEL", pipeline.query_async(&mut connection))
+            .await?;
+        Ok(removed > 0)
     }
 
     pub async fn erase_conversation(&self, conversation: &ConversationKey) -> StoreResult<()> {
