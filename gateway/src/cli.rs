@@ -32,6 +32,8 @@ pub enum Command {
     Serve,
     /// Chat with a running gateway as a customer on one platform.
     Chat(ChatArgs),
+    /// Stand in for the platforms: signed webhooks in, fake send APIs out, checked replies.
+    Simulate(crate::simulate::SimulateArgs),
     /// Assistant tools.
     Bot {
         #[command(subcommand)]
@@ -109,6 +111,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config.as_deref()),
         Command::Chat(args) => runtime().and_then(|rt| rt.block_on(crate::chat::run(args))),
+        Command::Simulate(args) => runtime().and_then(|rt| rt.block_on(crate::simulate::run(args))),
         Command::Bot {
             command: BotCommand::Eval(args),
         } => eval(&args),

@@ -26,6 +26,7 @@ pub mod ratelimit;
 pub mod registry;
 pub mod sandbox;
 pub mod sender;
+pub mod simulate;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -4,3 +4,4 @@
 
 mod cli;
 mod replicas;
+mod simulate;
