@@ -499,6 +499,90 @@ mod tests {
         ));
     }
 
+    fn desk() -> HandoffDesk {
+        HandoffDesk::new(
+            &Store::memory(),
+            &HandoffSettings::default(),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap()
+    }
+
+    fn record(conversation: &ConversationKey, started_ms: i64) -> HandoffRecord {
+        HandoffRecord {
+            entry: QueueEntry {
+                conversation: conversation.to_string(),
+                platform: conversation.platform.as_str().to_owned(),
+                channel: conversation.channel.to_string(),
+                started_ms,
+                reason: HandoffReason::Requested,
+                customer_name: Some("Ada".to_owned()),
+                last_order: None,
+                complaint: None,
+                linked_account: false,
+            },
+            last_customer_ms: Some(started_ms),
+            transcript: Vec::new(),
+            version: 1,
+        }
+    }
+
+    fn line(id: &str) -> Line {
+        Line {
+            at_ms: 1,
+            from: "agent".to_owned(),
+            agent: Some("zoe".to_owned()),
+            text: "hello".to_owned(),
+            id: Some(id.to_owned()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replayed_line_is_written_once_and_closing_empties_the_queue() {
+        let desk = desk();
+        let now = crate::sender::now_ms();
+        let first = ConversationKey::parse("telegram:tg:1").unwrap();
+        let second = ConversationKey::parse("whatsapp:wa:2").unwrap();
+        desk.save(&second, &record(&second, now)).await.unwrap();
+        desk.save(&first, &record(&first, now - 1000))
+            .await
+            .unwrap();
+        let queue = desk.queue().await.unwrap();
+        let order: Vec<&str> = queue.iter().map(|e| e.conversation.as_str()).collect();
+        assert_eq!(
+            order,
+            ["telegram:tg:1", "whatsapp:wa:2"],
+            "longest waiting first"
+        );
+
+        desk.append(&first, line("a"), None).await.unwrap();
+        let again = desk.append(&first, line("a"), None).await.unwrap().unwrap();
+        assert_eq!(again.transcript.len(), 1);
+        assert_eq!(again.version, 2);
+
+        desk.close(&first).await.unwrap();
+        assert!(desk.record(&first).await.unwrap().is_none());
+        assert!(
+            desk.append(&first, line("b"), None)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(desk.queue().await.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_webhook_url_without_a_secret_is_refused() {
+        let settings = HandoffSettings {
+            webhook_url: Some("https://helpdesk.invalid/hook".to_owned()),
+            ..HandoffSettings::default()
+        };
+        assert!(matches!(
+            HandoffDesk::new(&Store::memory(), &settings, Arc::new(Metrics::new())),
+            Err(DeskError::MissingSecret)
+        ));
+    }
+
     #[test]
     fn card_numbers_are_masked_in_stored_lines() {
         let masked = mask("my card is 4111 1111 1111 1111 thanks");

@@ -852,3 +852,45 @@ async fn two_replicas_on_one_redis_share_the_queue_and_the_hand_off_with_nothing
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_whatsapp_customer_is_handed_off_and_the_agent_reply_reaches_the_cloud_api() {
+    let app = spawn_app().await;
+    let from = format!("4915{}", fastrand::u64(10_000_000..99_999_999));
+    let conversation = format!("whatsapp:wa:{from}");
+    let response = app
+        .post_meta(
+            "whatsapp",
+            "wa",
+            Some(WA_SECRET),
+            &whatsapp_text(&from, "I want to talk to a human", 0),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let entry = wait_for_handoff(&app, &conversation).await;
+    assert_eq!(entry["platform"], "whatsapp");
+    let console = sign_in(&app, ADMIN_TOKEN).await;
+    let response = console
+        .post(
+            &app,
+            &format!("/handoffs/{conversation}/reply"),
+            json!({"text": "Hello from a person at the shop."}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !app
+        .fake
+        .to_chat(&from)
+        .iter()
+        .any(|r| sent_text(r) == "Hello from a person at the shop.")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "agent reply not sent: {:#?}",
+            app.fake.requests()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    app.stop().await;
+}
