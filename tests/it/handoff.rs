@@ -894,3 +894,65 @@ async fn a_whatsapp_customer_is_handed_off_and_the_agent_reply_reaches_the_cloud
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_console_cookie_is_secure_when_the_admin_listener_runs_tls() {
+    let dir = TempDir::new();
+    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("the openssl command is needed (apt-get install openssl)");
+    assert!(status.success());
+    let app = spawn_app_with(
+        "",
+        &[
+            ("SWITCHBOARD__SERVER__TLS_CERT", cert.to_str().unwrap()),
+            ("SWITCHBOARD__SERVER__TLS_KEY", key.to_str().unwrap()),
+            ("SWITCHBOARD__SERVER__ADMIN_TLS", "true"),
+        ],
+    )
+    .await;
+    // Only the cookie's attributes matter here, not the certificate chain.
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let admin = app.admin.replace("http://", "https://");
+    let response = client
+        .post(format!("{admin}/console/api/login"))
+        .json(&json!({"token": ADMIN_TOKEN}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    app.stop().await;
+}
