@@ -5,11 +5,13 @@
 mod helpers;
 
 mod admin;
+mod bad_input;
 mod channels;
 mod conversation;
 mod fixtures;
 mod redis;
 mod routing;
+mod secrets;
 mod sending;
 mod shutdown;
 mod webhooks;
