@@ -5,13 +5,15 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use base64::Engine;
 use serde_json::{Value, json};
 
 use crate::handoff::{complain, wait_for_handoff};
 use crate::helpers::*;
 
 const HOSTILE_NAME: &str = "<img src=x onerror=alert(1)>";
+/// The W3C WebDriver key of an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 fn find_binary(names: &[&str]) -> Option<String> {
     for name in names {
@@ -75,27 +77,160 @@ async fn start_driver() -> Driver {
     Driver { child, url }
 }
 
-async fn browser(driver: &Driver, width: u32, height: u32) -> Client {
-    let chromium = find_binary(&["chromium", "chromium-browser", "google-chrome"])
-        .expect("chromium is missing: install Debian's `chromium` package (.ci/run does)");
-    // fantoccini's TLS client needs a process-wide provider; ring is the
-    // one the workspace builds.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".to_owned(),
-        json!({
-            "binary": chromium,
-            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     format!("--window-size={width},{height}")],
-        }),
-    );
-    ClientBuilder::rustls()
-        .unwrap()
-        .capabilities(caps)
-        .connect(&driver.url)
+/// A W3C WebDriver session on chromedriver, spoken over plain HTTP: the
+/// few commands these tests need. (fantoccini would pull in aws-lc-rs
+/// beside ring, and two rustls providers break the workspace's default.)
+struct Browser {
+    http: reqwest::Client,
+    session: String,
+}
+
+impl Browser {
+    async fn open(driver: &Driver, width: u32, height: u32) -> Browser {
+        let chromium = find_binary(&["chromium", "chromium-browser", "google-chrome"])
+            .expect("chromium is missing: install Debian's `chromium` package (.ci/run does)");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                         format!("--window-size={width},{height}")],
+            },
+        }}});
+        let response: Value = http
+            .post(format!("{}/session", driver.url))
+            .json(&capabilities)
+            .send()
+            .await
+            .expect("chromedriver does not answer")
+            .json()
+            .await
+            .unwrap();
+        let id = response["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("cannot open a chromium session: {response:#}"));
+        Browser {
+            http,
+            session: format!("{}/session/{id}", driver.url),
+        }
+    }
+
+    /// One command; `Err` carries the WebDriver error value.
+    async fn command(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, Value> {
+        let url = format!("{}{path}", self.session);
+        let request = match method {
+            "GET" => self.http.get(url),
+            "DELETE" => self.http.delete(url),
+            _ => self.http.post(url).json(&body.unwrap_or_else(|| json!({}))),
+        };
+        let response: Value = request.send().await.unwrap().json().await.unwrap();
+        let value = response["value"].clone();
+        if value.get("error").is_some() {
+            Err(value)
+        } else {
+            Ok(value)
+        }
+    }
+
+    async fn goto(&self, url: &str) {
+        self.command("POST", "/url", Some(json!({ "url": url })))
+            .await
+            .unwrap();
+    }
+
+    async fn find(&self, css: &str) -> Option<String> {
+        let found = self
+            .command(
+                "POST",
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await
+            .ok()?;
+        found[ELEMENT].as_str().map(str::to_owned)
+    }
+
+    async fn wait_for(&self, css: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(element) = self.find(css).await {
+                return element;
+            }
+            assert!(Instant::now() < deadline, "no element {css} appeared");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.wait_for(css).await;
+        self.command("POST", &format!("/element/{element}/click"), None)
+            .await
+            .unwrap();
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.wait_for(css).await;
+        self.command(
+            "POST",
+            &format!("/element/{element}/value"),
+            Some(json!({ "text": text })),
+        )
         .await
-        .expect("cannot open a chromium session through chromedriver")
+        .unwrap();
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let Some(element) = self.find(css).await else {
+            return String::new();
+        };
+        self.command("GET", &format!("/element/{element}/text"), None)
+            .await
+            .map(|v| v.as_str().unwrap_or("").to_owned())
+            .unwrap_or_default()
+    }
+
+    async fn hidden(&self, css: &str) -> bool {
+        let element = self.wait_for(css).await;
+        self.command("GET", &format!("/element/{element}/attribute/hidden"), None)
+            .await
+            .map(|v| !v.is_null())
+            .unwrap_or(true)
+    }
+
+    async fn execute(&self, script: &str) -> Value {
+        self.command(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn alert_open(&self) -> bool {
+        self.command("GET", "/alert/text", None).await.is_ok()
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let encoded = self.command("GET", "/screenshot", None).await.unwrap();
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_str().unwrap())
+            .unwrap();
+        let path = screenshot_path(name);
+        std::fs::write(&path, png).unwrap();
+        #[allow(clippy::print_stdout)]
+        {
+            println!("agent console screenshot: {}", path.display());
+        }
+    }
+
+    async fn close(self) {
+        let _ = self.command("DELETE", "", None).await;
+    }
 }
 
 async fn wait_until<F, Fut>(what: &str, mut check: F)
@@ -123,59 +258,20 @@ fn screenshot_path(name: &str) -> std::path::PathBuf {
 async fn an_agent_signs_in_sees_the_complaint_answers_and_no_customer_string_runs_script() {
     let app = spawn_app().await;
     let driver = start_driver().await;
-    let client = browser(&driver, 1280, 900).await;
-    let console = format!("{}/console/", app.admin);
+    let browser = Browser::open(&driver, 1280, 900).await;
+    browser.goto(&format!("{}/console/", app.admin)).await;
 
-    client.goto(&console).await.unwrap();
-    let token = client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Id("token"))
-        .await
-        .unwrap();
     // A wrong token is refused in the page.
-    token.send_keys("not-the-token").await.unwrap();
-    client
-        .find(Locator::Id("login-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.type_into("#token", "not-the-token").await;
+    browser.click("#login-button").await;
     wait_until("the refusal", || async {
-        client
-            .find(Locator::Id("login-error"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-            != ""
+        browser.text("#login-error").await != ""
     })
     .await;
-    client
-        .find(Locator::Id("token"))
-        .await
-        .unwrap()
-        .send_keys(ADMIN_TOKEN)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Id("login-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.type_into("#token", ADMIN_TOKEN).await;
+    browser.click("#login-button").await;
     wait_until("the queue view", || async {
-        client
-            .find(Locator::Id("app-view"))
-            .await
-            .unwrap()
-            .attr("hidden")
-            .await
-            .unwrap()
-            .is_none()
+        !browser.hidden("#app-view").await
     })
     .await;
 
@@ -185,45 +281,22 @@ async fn an_agent_signs_in_sees_the_complaint_answers_and_no_customer_string_run
     complain(&app, chat, HOSTILE_NAME).await;
     wait_for_handoff(&app, &conversation).await;
 
-    let item = client
-        .wait()
-        .at_most(Duration::from_secs(15))
-        .for_element(Locator::Css("#queue li"))
-        .await
-        .unwrap();
+    browser.wait_for("#queue li").await;
     // The assistant keeps the first word of the name: "<img".
     let first_name = HOSTILE_NAME.split_whitespace().next().unwrap();
-    let name = item.find(Locator::Css(".customer-name")).await.unwrap();
     assert_eq!(
-        name.text().await.unwrap(),
+        browser.text("#queue li .customer-name").await,
         first_name,
         "the name must show as text"
     );
-    let complaint = item
-        .find(Locator::Css(".complaint"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let complaint = browser.text("#queue li .complaint").await;
     assert!(complaint.contains("arrived broken"), "{complaint}");
     assert!(!complaint.contains("4111 1111 1111 1111"), "{complaint}");
 
-    item.click().await.unwrap();
-    wait_until("the transcript", || async {
-        client.find(Locator::Css("#transcript li")).await.is_ok()
-    })
-    .await;
-    assert_eq!(
-        client
-            .find(Locator::Id("conv-name"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        first_name
-    );
+    browser.click("#queue li").await;
+    browser.wait_for("#transcript li").await;
+    assert_eq!(browser.text("#conv-name").await, first_name);
+
     // The customer writes markup during the hand-off: it shows as text.
     let response = app
         .post_telegram(
@@ -234,33 +307,18 @@ async fn an_agent_signs_in_sees_the_complaint_answers_and_no_customer_string_run
         .await;
     assert_eq!(response.status(), 200);
     wait_until("the customer's markup in the transcript", || async {
-        match client
-            .find(Locator::Css("#transcript li.customer:last-child .text"))
+        browser
+            .text("#transcript li.customer:last-child .text")
             .await
-        {
-            Ok(line) => line.text().await.unwrap() == HOSTILE_NAME,
-            Err(_) => false,
-        }
+            == HOSTILE_NAME
     })
     .await;
 
     // The agent answers; the reply reaches the platform API and shows in
     // the live transcript.
     let reply = "Hello, I am Zoe from the shop. A new parcel is on its way.";
-    client
-        .find(Locator::Id("reply-text"))
-        .await
-        .unwrap()
-        .send_keys(reply)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Id("send"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.type_into("#reply-text", reply).await;
+    browser.click("#send").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !app
         .fake
@@ -275,116 +333,58 @@ async fn an_agent_signs_in_sees_the_complaint_answers_and_no_customer_string_run
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     wait_until("the agent line in the transcript", || async {
-        match client.find(Locator::Css("#transcript li.agent")).await {
-            Ok(line) => line.text().await.unwrap().contains("A new parcel"),
-            Err(_) => false,
-        }
+        browser
+            .text("#transcript li.agent")
+            .await
+            .contains("A new parcel")
     })
     .await;
 
     // No script ran: no alert is open, and no element was made from the
     // customer's markup.
-    assert!(
-        client.get_alert_text().await.is_err(),
-        "an alert is open: script ran"
+    assert!(!browser.alert_open().await, "an alert is open: script ran");
+    assert_eq!(
+        browser
+            .execute("return document.querySelectorAll('img').length;")
+            .await,
+        json!(0),
+        "customer markup became elements"
     );
-    let images: Value = client
-        .execute("return document.querySelectorAll('img').length;", vec![])
-        .await
-        .unwrap();
-    assert_eq!(images, json!(0), "customer markup became elements");
-
-    let path = screenshot_path("agent-console.png");
-    std::fs::write(&path, client.screenshot().await.unwrap()).unwrap();
-    #[allow(clippy::print_stdout)]
-    {
-        println!("agent console screenshot: {}", path.display());
-    }
+    browser.screenshot("agent-console.png").await;
 
     // Hand back to the bot from the page.
-    client
-        .find(Locator::Id("hand-back"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#hand-back").await;
     wait_until("the hand-back", || async {
-        client
-            .find(Locator::Id("conv-status"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-            != ""
+        browser.text("#conv-status").await != ""
     })
     .await;
-    client.close().await.unwrap();
+    browser.close().await;
 
-    // The same page on a phone-sized screen: the queue fits, nothing
-    // overflows sideways.
-    say_phone(&app, &driver).await;
+    phone_sized(&app, &driver).await;
     drop(driver);
     app.stop().await;
 }
 
-async fn say_phone(app: &TestApp, driver: &Driver) {
+/// The same page on a phone-sized screen: the queue and a conversation
+/// fit, nothing overflows sideways.
+async fn phone_sized(app: &TestApp, driver: &Driver) {
     let chat = fastrand::i64(10_000..1_000_000);
     let conversation = format!("telegram:tg:{chat}");
     crate::handoff::say(app, chat, "Eve", "I want to talk to a human").await;
     wait_for_handoff(app, &conversation).await;
-    let client = browser(driver, 390, 844).await;
-    client
-        .goto(&format!("{}/console/", app.admin))
-        .await
-        .unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Id("token"))
-        .await
-        .unwrap()
-        .send_keys(ADMIN_TOKEN)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Id("login-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let item = client
-        .wait()
-        .at_most(Duration::from_secs(15))
-        .for_element(Locator::Css("#queue li"))
-        .await
-        .unwrap();
-    item.click().await.unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("#transcript li"))
-        .await
-        .unwrap();
-    let overflow: Value = client
-        .execute(
-            "return document.documentElement.scrollWidth > window.innerWidth + 1;",
-            vec![],
-        )
-        .await
-        .unwrap();
+    let browser = Browser::open(driver, 390, 844).await;
+    browser.goto(&format!("{}/console/", app.admin)).await;
+    browser.type_into("#token", ADMIN_TOKEN).await;
+    browser.click("#login-button").await;
+    browser.click("#queue li").await;
+    browser.wait_for("#transcript li").await;
     assert_eq!(
-        overflow,
+        browser
+            .execute("return document.documentElement.scrollWidth > window.innerWidth + 1;")
+            .await,
         json!(false),
         "the console scrolls sideways on a phone"
     );
-    let path = screenshot_path("agent-console-phone.png");
-    std::fs::write(&path, client.screenshot().await.unwrap()).unwrap();
-    #[allow(clippy::print_stdout)]
-    {
-        println!("agent console phone screenshot: {}", path.display());
-    }
-    client.close().await.unwrap();
+    browser.screenshot("agent-console-phone.png").await;
+    browser.close().await;
 }
