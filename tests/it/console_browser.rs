@@ -265,7 +265,7 @@ async fn an_agent_signs_in_sees_the_complaint_answers_and_no_customer_string_run
     browser.type_into("#token", "not-the-token").await;
     browser.click("#login-button").await;
     wait_until("the refusal", || async {
-        browser.text("#login-error").await != ""
+        !browser.text("#login-error").await.is_empty()
     })
     .await;
     browser.type_into("#token", ADMIN_TOKEN).await;
@@ -355,7 +355,7 @@ async fn an_agent_signs_in_sees_the_complaint_answers_and_no_customer_string_run
     // Hand back to the bot from the page.
     browser.click("#hand-back").await;
     wait_until("the hand-back", || async {
-        browser.text("#conv-status").await != ""
+        !browser.text("#conv-status").await.is_empty()
     })
     .await;
     browser.close().await;
