@@ -153,6 +153,7 @@ fn serve(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
         let app = Application::build(settings).await?;
         app.run_until_stopped().await
     })?;
+    crate::otel::shutdown();
     Ok(ExitCode::SUCCESS)
 }
 

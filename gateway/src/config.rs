@@ -652,7 +652,7 @@ impl RawSettings {
             }
             channels.push(channel);
         }
-        let demo = channels.is_empty();
+        let demo = channels.is_empty() && !self.registration.start_empty;
         if demo {
             channels = demo_channels()?;
         }

@@ -16,7 +16,7 @@ use secrecy::ExposeSecret;
 use switchboard_model::{
     HttpMethod, OutboundBody, OutboundMessage, Platform, PlatformRequest, SendFailure, SendOutcome,
 };
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, warn};
 
 use crate::lanes::Lanes;
 use crate::metrics::{Metrics, PlatformLabel, PlatformResult};
@@ -284,7 +284,18 @@ impl Delivery {
             self.chat_limits
                 .acquire(&chat_key, chat_rate(platform, &conversation.chat))
                 .await;
-            if let Err(failure) = self.send_with_retries(&channel, &request).await {
+            // One span per send (exported as a trace span with `otel`).
+            let span = tracing::info_span!(
+                "send",
+                otel.kind = "client",
+                platform = platform.as_str(),
+                channel = %channel.id,
+            );
+            let sent = self
+                .send_with_retries(&channel, &request)
+                .instrument(span)
+                .await;
+            if let Err(failure) = sent {
                 let reason = match failure {
                     SendFailure::OutsideWindow { .. } => "outside_window",
                     SendFailure::RecipientUnreachable { .. } => "send_failed:recipient_unreachable",

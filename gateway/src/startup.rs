@@ -237,6 +237,7 @@ impl Application {
         let public = HttpServer::new(move || {
             let mut app = App::new()
                 .app_data(public_state.clone())
+                .wrap(from_fn(crate::request_id::middleware))
                 .route("/healthz", web::get().to(webhook::healthz))
                 .route(
                     "/webhooks/{platform}/{channel}",
@@ -279,6 +280,7 @@ impl Application {
             App::new().app_data(admin_state.clone()).service(
                 web::scope("")
                     .wrap(from_fn(admin::require_token))
+                    .wrap(from_fn(crate::request_id::middleware))
                     .app_data(admin_registrar.clone())
                     .configure(crate::channels::admin_api::routes)
                     .route("/readyz", web::get().to(admin::readyz))

@@ -7,6 +7,7 @@ use std::io::{self, Write};
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
 
@@ -56,11 +57,30 @@ pub fn init(format: LogFormat, level: &str) {
         .with_env_filter(filter)
         .with_writer(RedactingStderr);
     let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init(),
-        LogFormat::Pretty => builder.with_ansi(false).try_init(),
+        LogFormat::Json => with_traces(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .finish(),
+        )
+        .try_init(),
+        LogFormat::Pretty => with_traces(builder.with_ansi(false).finish()).try_init(),
     };
+}
+
+/// Adds the OpenTelemetry exporter (feature `otel`, see otel.rs) when an
+/// OTLP endpoint is configured.
+#[cfg(feature = "otel")]
+fn with_traces<S>(subscriber: S) -> impl tracing::Subscriber + Send + Sync
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync,
+{
+    use tracing_subscriber::layer::SubscriberExt;
+    subscriber.with(crate::otel::layer())
+}
+
+#[cfg(not(feature = "otel"))]
+fn with_traces<S: tracing::Subscriber + Send + Sync>(subscriber: S) -> S {
+    subscriber
 }

@@ -9,6 +9,7 @@ mod bad_input;
 mod channels;
 mod conversation;
 mod fixtures;
+mod observability;
 mod redis;
 mod routing;
 mod secrets;

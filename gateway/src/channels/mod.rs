@@ -52,6 +52,11 @@ pub struct RegistrationSettings {
     /// Telegram's `max_connections` for `setWebhook` (1-100).
     #[serde(default = "default_max_connections")]
     pub telegram_max_connections: u32,
+    /// With no `[[channels]]` in the file: start with no channels at all
+    /// (and register them with `switchboard channels add`) instead of
+    /// running the demo.
+    #[serde(default)]
+    pub start_empty: bool,
 }
 
 fn default_refresh_secs() -> u64 {
@@ -68,6 +73,7 @@ impl Default for RegistrationSettings {
             public_url: None,
             refresh_secs: default_refresh_secs(),
             telegram_max_connections: default_max_connections(),
+            start_empty: false,
         }
     }
 }
