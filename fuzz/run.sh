@@ -16,7 +16,7 @@ fuzz_dir=$PWD
 
 seconds=${1:-25}
 shift || true
-all_targets=(messenger_webhook whatsapp_webhook telegram_webhook render config_loader shop_file)
+all_targets=(messenger_webhook whatsapp_webhook telegram_webhook render config_loader shop_file redact_pii)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 
@@ -60,6 +60,8 @@ mkdir -p corpus/render corpus/config_loader corpus/shop_file
 cp seeds/config_loader/*.toml corpus/config_loader/
 cp ../gateway/src/defaults.toml corpus/config_loader/seed-defaults.toml
 cp ../core-bot/data/demo_shop.toml corpus/shop_file/seed-demo-shop.toml
+mkdir -p corpus/redact_pii
+cp seeds/redact_pii/* corpus/redact_pii/
 
 dict_for() {
     case $1 in
@@ -70,9 +72,7 @@ dict_for() {
 }
 
 echo "== building fuzz targets (sanitizer: $sanitizer)"
-for target in "${targets[@]}"; do
-    cargo fuzz build --sanitizer "$sanitizer" "$target" >/dev/null
-done
+cargo fuzz build --sanitizer "$sanitizer" >/dev/null
 
 mkdir -p logs
 failed=()

@@ -51,6 +51,7 @@ text_keys! {
     Cancelled => "cancelled",
     NothingToCancel => "nothing_to_cancel",
     BackendUnavailable => "backend_unavailable",
+    SlowDown => "slow_down",
     NameFallback => "name_fallback",
     OptionHours => "option_hours",
     OptionStores => "option_stores",

@@ -1,59 +1,129 @@
 //! The admin listener: readiness, metrics, channels, dead letters,
 //! conversations (masked view and erase) and the demo backend's code outbox.
-//! Every route needs `Authorization: Bearer <server.admin_token>`, compared
-//! in constant time.
+//! Every route needs `Authorization: Bearer <token>` with one of the
+//! configured admin tokens (compared as SHA-256 digests in constant time);
+//! read-only tokens may only read. Refusals and every state-changing action
+//! go to the audit log.
 
+use actix_web::HttpMessage;
 use actix_web::body::{BoxBody, EitherBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header;
+use actix_web::http::{Method, header};
 use actix_web::{HttpResponse, web};
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use switchboard_model::ConversationKey;
 use tracing::{info, warn};
 
+use crate::config::{AdminToken, Role};
 use crate::startup::AppState;
 use crate::store::state_key;
 
-/// True when the request carries the admin bearer token.
-pub fn authorized(req: &ServiceRequest, state: &AppState) -> bool {
-    let Some(value) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some(token) = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-    else {
-        return false;
-    };
-    let expected = state.settings.server.admin_token.expose_secret().as_bytes();
-    bool::from(token.trim().as_bytes().ct_eq(expected))
+/// Who is calling, once authenticated.
+#[derive(Debug, Clone)]
+pub struct AdminIdentity {
+    pub name: String,
+    pub role: Role,
 }
 
-/// Middleware body: refuses unauthenticated requests before any handler.
+/// The admin token the request carries, if it is one of the configured
+/// ones. Every configured digest is compared (in constant time), so the
+/// time taken says nothing about which token came close.
+pub fn identify(req: &ServiceRequest, state: &AppState) -> Option<AdminIdentity> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?;
+    let presented = AdminToken::digest(token.trim());
+    let mut found = None;
+    for candidate in &state.settings.server.admin_tokens {
+        if bool::from(candidate.sha256.ct_eq(&presented)) {
+            found = Some(AdminIdentity {
+                name: candidate.name.clone(),
+                role: candidate.role,
+            });
+        }
+    }
+    found
+}
+
+/// The role a request needs: reading needs any token; changing anything,
+/// or reading one-time codes, needs an operator.
+pub fn required_role(method: &Method, path: &str) -> Role {
+    let reading = matches!(*method, Method::GET | Method::HEAD);
+    if reading && path != "/admin/dev-outbox" {
+        Role::ReadOnly
+    } else {
+        Role::Operator
+    }
+}
+
+fn allows(role: Role, needed: Role) -> bool {
+    role == Role::Operator || needed == Role::ReadOnly
+}
+
+/// The path for the audit log: its route part, with anything after it (a
+/// conversation key holds a chat id or phone number) replaced by a short
+/// digest that still tells two targets apart.
+fn audit_path(path: &str) -> String {
+    let mut parts = path.splitn(4, '/');
+    let (_, first, second, rest) = (parts.next(), parts.next(), parts.next(), parts.next());
+    let head = match (first, second) {
+        (Some(a), Some(b)) => format!("/{a}/{b}"),
+        (Some(a), None) => format!("/{a}"),
+        _ => "/".to_owned(),
+    };
+    match rest {
+        Some(rest) if !rest.is_empty() => {
+            format!("{head}/#{}", &hex::encode(AdminToken::digest(rest))[..12])
+        }
+        _ => head,
+    }
+}
+
+/// Middleware body: authenticates, checks the role, and writes the audit
+/// log (target `switchboard::audit`) for refusals and for every action that
+/// changes something or reveals codes.
 pub async fn require_token(
     req: ServiceRequest,
     next: actix_web::middleware::Next<BoxBody>,
 ) -> Result<ServiceResponse<EitherBody<BoxBody>>, actix_web::Error> {
-    let allowed = req
+    let identity = req
         .app_data::<web::Data<AppState>>()
-        .is_some_and(|state| authorized(&req, state));
-    if !allowed {
-        warn!(path = req.path(), "admin request without a valid token");
+        .and_then(|state| identify(&req, state));
+    let method = req.method().clone();
+    let path = audit_path(req.path());
+    let Some(identity) = identity else {
+        warn!(target: "switchboard::audit", method = %method, path = %path, outcome = "unauthenticated", "admin request refused");
         let response = HttpResponse::Unauthorized()
             .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"switchboard-admin\""))
-            .json(json!({"error": "unauthorized", "hint": "send Authorization: Bearer <server.admin_token>"}));
+            .json(json!({"error": "unauthorized", "hint": "send Authorization: Bearer <admin token>"}));
+        return Ok(req.into_response(response).map_into_right_body());
+    };
+    let needed = required_role(&method, req.path());
+    if !allows(identity.role, needed) {
+        warn!(
+            target: "switchboard::audit",
+            token = %identity.name, method = %method, path = %path, outcome = "forbidden",
+            "admin request refused: the token's role is read-only"
+        );
+        let response = HttpResponse::Forbidden()
+            .json(json!({"error": "forbidden", "hint": "this action needs a token with role = \"operator\""}));
         return Ok(req.into_response(response).map_into_right_body());
     }
-    next.call(req)
-        .await
-        .map(ServiceResponse::map_into_left_body)
+    let audited = needed == Role::Operator;
+    let name = identity.name.clone();
+    req.extensions_mut().insert(identity);
+    let response = next.call(req).await?;
+    if audited {
+        info!(
+            target: "switchboard::audit",
+            token = %name, method = %method, path = %path, status = response.status().as_u16(),
+            "admin action"
+        );
+    }
+    Ok(response.map_into_left_body())
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
@@ -114,7 +184,13 @@ pub async fn dead_letters(
 ) -> HttpResponse {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     match state.store.dead_letters(limit).await {
-        Ok(letters) => HttpResponse::Ok().json(json!({ "dead_letters": letters })),
+        Ok(letters) => {
+            // Dead letters keep what could not be handled, raw bodies
+            // included; operators see them with personal data masked.
+            let mut value = serde_json::to_value(&letters).unwrap_or(Value::Null);
+            mask_strings(&mut value);
+            HttpResponse::Ok().json(json!({ "dead_letters": value }))
+        }
         Err(error) => {
             warn!(error = %error, "dead letters unavailable");
             HttpResponse::ServiceUnavailable().json(json!({"error": "store unavailable"}))

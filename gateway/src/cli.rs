@@ -39,11 +39,35 @@ pub enum Command {
         #[command(subcommand)]
         command: BotCommand,
     },
+    /// Admin access tools.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Register, check and remove channels on a running gateway (through
     /// its admin API).
     Channels(crate::channels::client::ChannelsArgs),
     /// Probe a running gateway (container health checks): exit 0 when healthy.
     Healthcheck(crate::healthcheck::HealthcheckArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Make a new random admin token and print it with the config lines
+    /// that hold its SHA-256 (the config never needs the token itself).
+    Token {
+        /// Name shown in the audit log.
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum, default_value_t = RoleArg::ReadOnly)]
+        role: RoleArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    ReadOnly,
+    Operator,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -112,6 +136,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve => serve(cli.config.as_deref()),
         Command::Chat(args) => runtime().and_then(|rt| rt.block_on(crate::chat::run(args))),
         Command::Simulate(args) => runtime().and_then(|rt| rt.block_on(crate::simulate::run(args))),
+        Command::Admin {
+            command: AdminCommand::Token { name, role },
+        } => admin_token(&name, role),
         Command::Bot {
             command: BotCommand::Eval(args),
         } => eval(&args),
@@ -142,6 +169,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn serve(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(config)?;
     crate::telemetry::init(settings.server.log_format, &settings.server.log_level);
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
     if settings.demo {
         tracing::info!(
             "no channels configured: running the demo (demo channels, demo shop, sandbox); \
@@ -154,6 +184,24 @@ fn serve(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
         app.run_until_stopped().await
     })?;
     crate::otel::shutdown();
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stdout)] // Output for a person to copy.
+fn admin_token(name: &str, role: RoleArg) -> anyhow::Result<ExitCode> {
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
+    let token = format!("sbat_{}", hex::encode(random));
+    let digest = hex::encode(crate::config::AdminToken::digest(&token));
+    let role = match role {
+        RoleArg::ReadOnly => "read-only",
+        RoleArg::Operator => "operator",
+    };
+    println!("token (give it to the client; it is not stored anywhere):\n  {token}\n");
+    println!("config (add to the [server] section's file):\n");
+    println!(
+        "[[server.admin_tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{digest}\""
+    );
     Ok(ExitCode::SUCCESS)
 }
 

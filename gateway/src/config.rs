@@ -72,17 +72,71 @@ pub struct Settings {
     pub pipeline: PipelineSettings,
     pub sender: SenderSettings,
     pub sandbox: bool,
+    pub abuse: AbuseSettings,
     /// `[registration]`: channels registered at run time (admin API, CLI).
     pub registration: crate::channels::RegistrationSettings,
+    /// `[handoff]`: the outbound hand-off webhook and the agent console.
+    pub handoff: HandoffSettings,
     /// True when no channel was configured and the demo channels were added.
     pub demo: bool,
+    /// Accepted but discouraged settings, logged at start.
+    pub warnings: Vec<String>,
+}
+
+/// What an admin token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Reads: readiness, metrics, channels, dead letters, masked conversations.
+    ReadOnly,
+    /// Everything, including erasing conversations, managing channels and
+    /// reading the demo backend's one-time codes.
+    Operator,
+}
+
+/// One admin token, kept as the SHA-256 of the token: the tokens are long
+/// random strings, so a fast hash suffices, and a leaked config file does
+/// not leak them.
+#[derive(Clone)]
+pub struct AdminToken {
+    pub name: String,
+    pub role: Role,
+    pub sha256: [u8; 32],
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminToken")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminToken {
+    pub fn digest(token: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(token.as_bytes()).into()
+    }
+}
+
+/// TLS for the listeners (rustls; TLS 1.2 and 1.3 with AEAD suites only).
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// Serve the admin listener with TLS too.
+    pub admin: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub bind: SocketAddr,
     pub admin_bind: SocketAddr,
-    pub admin_token: SecretString,
+    pub admin_tokens: Vec<AdminToken>,
+    pub tls: Option<TlsSettings>,
     pub max_body_bytes: usize,
     pub shutdown_grace_secs: u64,
     pub log_format: LogFormat,
@@ -239,6 +293,92 @@ pub enum BackendSettings {
     },
 }
 
+/// `[handoff]`: where hand-offs are announced to a help desk. The
+/// webhook is signed (`X-Switchboard-Signature-256: sha256=<hex>`, HMAC-SHA256
+/// of the raw body with `webhook_secret`), and the same secret signs agent
+/// replies coming back to `POST /admin/handoffs/{conversation}/reply`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffSettings {
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<SecretString>,
+    /// How long an agent console session lasts without activity.
+    #[serde(default = "default_console_session_minutes")]
+    pub console_session_minutes: u64,
+}
+
+fn default_console_session_minutes() -> u64 {
+    12 * 60
+}
+
+impl Default for HandoffSettings {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            webhook_secret: None,
+            console_session_minutes: default_console_session_minutes(),
+        }
+    }
+}
+
+/// `[abuse]`: limits on what customers can make the gateway do. Counted in
+/// Redis (shared by every replica) when the store is Redis.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbuseSettings {
+    /// Messages one sender may send per minute before the bot asks them to
+    /// slow down (once) and ignores the rest until the rate drops.
+    #[serde(default = "default_sender_per_minute")]
+    pub sender_messages_per_minute: u32,
+    #[serde(default = "default_sender_burst")]
+    pub sender_burst: u32,
+    /// Messages per second one channel answers; beyond it events are
+    /// acknowledged but not answered (a flood, not customers).
+    #[serde(default = "default_channel_per_second")]
+    pub channel_messages_per_second: u32,
+    #[serde(default = "default_channel_burst")]
+    pub channel_burst: u32,
+    /// Longest customer text handed to the assistant; longer is cut.
+    #[serde(default = "default_max_text_chars")]
+    pub max_text_chars: usize,
+    /// Largest conversation state stored; a state that grows past it is
+    /// started afresh and recorded.
+    #[serde(default = "default_max_state_bytes")]
+    pub max_state_bytes: usize,
+}
+
+fn default_sender_per_minute() -> u32 {
+    30
+}
+fn default_sender_burst() -> u32 {
+    15
+}
+fn default_channel_per_second() -> u32 {
+    500
+}
+fn default_channel_burst() -> u32 {
+    1000
+}
+fn default_max_text_chars() -> usize {
+    8192
+}
+fn default_max_state_bytes() -> usize {
+    64 * 1024
+}
+
+impl Default for AbuseSettings {
+    fn default() -> Self {
+        Self {
+            sender_messages_per_minute: default_sender_per_minute(),
+            sender_burst: default_sender_burst(),
+            channel_messages_per_second: default_channel_per_second(),
+            channel_burst: default_channel_burst(),
+            max_text_chars: default_max_text_chars(),
+            max_state_bytes: default_max_state_bytes(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PipelineSettings {
     /// Redis store only: partitions of the durable inbox and outbox
@@ -277,7 +417,11 @@ struct RawSettings {
     #[serde(default)]
     sandbox: RawSandbox,
     #[serde(default)]
+    abuse: AbuseSettings,
+    #[serde(default)]
     registration: crate::channels::RegistrationSettings,
+    #[serde(default)]
+    handoff: HandoffSettings,
 }
 
 #[derive(Deserialize)]
@@ -287,10 +431,28 @@ struct RawServer {
     admin_bind: String,
     admin_token: Option<SecretString>,
     admin_token_file: Option<PathBuf>,
+    #[serde(default)]
+    admin_tokens: Vec<RawAdminToken>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    admin_tls: bool,
     max_body_bytes: usize,
     shutdown_grace_secs: u64,
     log_format: LogFormat,
     log_level: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdminToken {
+    name: String,
+    role: Role,
+    /// Hex SHA-256 of the token (`switchboard admin token` prints it).
+    sha256: Option<String>,
+    /// The token itself: accepted with a warning.
+    token: Option<SecretString>,
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -658,24 +820,41 @@ impl RawSettings {
         }
         let sandbox = self.sandbox.enabled.unwrap_or(demo);
 
-        let admin_token = read_secret(
-            "server.admin_token",
+        let mut warnings = Vec::new();
+        let admin_tokens = admin_tokens(
             self.server.admin_token,
             self.server.admin_token_file.as_ref(),
+            self.server.admin_tokens,
+            demo,
+            &mut warnings,
         )?;
-        let admin_token = match admin_token {
-            Some(token) if token.expose_secret().len() >= 12 => token,
-            Some(_) => {
+        let tls = match (self.server.tls_cert, self.server.tls_key) {
+            (Some(cert), Some(key)) => {
+                for (name, path) in [("server.tls_cert", &cert), ("server.tls_key", &key)] {
+                    if !path.is_file() {
+                        return Err(invalid(
+                            name,
+                            format!("{} does not exist or is not a file", path.display()),
+                        ));
+                    }
+                }
+                Some(TlsSettings {
+                    cert,
+                    key,
+                    admin: self.server.admin_tls,
+                })
+            }
+            (None, None) if self.server.admin_tls => {
                 return Err(invalid(
-                    "server.admin_token",
-                    "is too short; use at least 12 characters (32 random ones are better)",
+                    "server.admin_tls",
+                    "needs server.tls_cert and server.tls_key",
                 ));
             }
-            None if demo => SecretString::from(demo::ADMIN_TOKEN),
-            None => {
+            (None, None) => None,
+            _ => {
                 return Err(invalid(
-                    "server.admin_token",
-                    "is required when channels are configured; set admin_token or admin_token_file",
+                    "server.tls_cert / server.tls_key",
+                    "set both (PEM certificate chain and private key) or neither",
                 ));
             }
         };
@@ -727,11 +906,27 @@ impl RawSettings {
             }
         };
 
+        let abuse = &self.abuse;
+        if abuse.sender_messages_per_minute == 0
+            || abuse.sender_burst == 0
+            || abuse.channel_messages_per_second == 0
+            || abuse.channel_burst == 0
+        {
+            return Err(invalid("abuse", "rates and bursts must be at least 1"));
+        }
+        if abuse.max_text_chars < 256 || abuse.max_state_bytes < 4096 {
+            return Err(invalid(
+                "abuse.max_text_chars / abuse.max_state_bytes",
+                "must be at least 256 characters / 4096 bytes",
+            ));
+        }
+
         Ok(Settings {
             server: ServerSettings {
                 bind,
                 admin_bind,
-                admin_token,
+                admin_tokens,
+                tls,
                 max_body_bytes: self.server.max_body_bytes,
                 shutdown_grace_secs: self.server.shutdown_grace_secs,
                 log_format: self.server.log_format,
@@ -763,8 +958,11 @@ impl RawSettings {
                 outbox_capacity: self.sender.outbox_capacity,
             },
             sandbox,
+            abuse: self.abuse,
             registration: self.registration.validated()?,
+            handoff: self.handoff,
             demo,
+            warnings,
         })
     }
 }
@@ -865,6 +1063,97 @@ fn validate_store(raw: RawStore) -> Result<StoreSettings, ConfigError> {
         password,
         tls_ca_file: raw.tls_ca_file,
     })
+}
+
+/// The admin tokens from `server.admin_token[_file]` (a plain token,
+/// named "admin", operator) and `[[server.admin_tokens]]`.
+fn admin_tokens(
+    plain: Option<SecretString>,
+    plain_file: Option<&PathBuf>,
+    named: Vec<RawAdminToken>,
+    demo: bool,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<AdminToken>, ConfigError> {
+    let mut tokens = Vec::new();
+    let check_length = |key: &str, token: &SecretString| {
+        if token.expose_secret().len() < 12 {
+            Err(invalid(
+                key,
+                "is too short; use at least 12 characters (32 random ones are better)",
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    if let Some(token) = read_secret("server.admin_token", plain, plain_file)? {
+        check_length("server.admin_token", &token)?;
+        if !demo {
+            warnings.push(
+                "server.admin_token holds a plain token; prefer [[server.admin_tokens]] with its sha256 \
+                 (`switchboard admin token` prints one)"
+                    .to_owned(),
+            );
+        }
+        tokens.push(AdminToken {
+            name: "admin".to_owned(),
+            role: Role::Operator,
+            sha256: AdminToken::digest(token.expose_secret()),
+        });
+    }
+    for (index, raw) in named.into_iter().enumerate() {
+        let key = format!("server.admin_tokens[{index}]");
+        if raw.name.trim().is_empty() || raw.name.len() > 64 {
+            return Err(invalid(format!("{key}.name"), "must be 1-64 characters"));
+        }
+        if tokens.iter().any(|t: &AdminToken| t.name == raw.name) {
+            return Err(invalid(
+                format!("{key}.name"),
+                format!("'{}' is used twice; names must be unique", raw.name),
+            ));
+        }
+        let plain = read_secret(&format!("{key}.token"), raw.token, raw.token_file.as_ref())?;
+        let sha256 = match (raw.sha256, plain) {
+            (Some(hex_digest), None) => {
+                let mut digest = [0u8; 32];
+                hex::decode_to_slice(hex_digest.trim(), &mut digest).map_err(|_| {
+                    invalid(
+                        format!("{key}.sha256"),
+                        "must be 64 hex digits (the SHA-256 of the token)",
+                    )
+                })?;
+                digest
+            }
+            (None, Some(token)) => {
+                check_length(&format!("{key}.token"), &token)?;
+                warnings.push(format!(
+                    "{key}.token holds a plain token; store its sha256 instead"
+                ));
+                AdminToken::digest(token.expose_secret())
+            }
+            (Some(_), Some(_)) => return Err(invalid(&key, "set sha256 or token, not both")),
+            (None, None) => return Err(invalid(&key, "needs sha256 (or token / token_file)")),
+        };
+        tokens.push(AdminToken {
+            name: raw.name,
+            role: raw.role,
+            sha256,
+        });
+    }
+    if tokens.is_empty() {
+        if demo {
+            tokens.push(AdminToken {
+                name: "demo".to_owned(),
+                role: Role::Operator,
+                sha256: AdminToken::digest(demo::ADMIN_TOKEN),
+            });
+        } else {
+            return Err(invalid(
+                "server.admin_token",
+                "is required when channels are configured; set [[server.admin_tokens]] (or admin_token / admin_token_file)",
+            ));
+        }
+    }
+    Ok(tokens)
 }
 
 fn required(
@@ -1145,16 +1434,74 @@ phone_number_id = "1234567890"
 "#;
 
     #[test]
+    fn admin_tokens_are_kept_as_hashes_with_roles_and_plain_ones_warn() {
+        let digest = hex::encode(AdminToken::digest("read-only-token-123"));
+        let config = FULL.replace(
+            "max_body_bytes = 1048576",
+            &format!(
+                "max_body_bytes = 1048576\n\n[[server.admin_tokens]]\nname = \"grafana\"\nrole = \"read-only\"\nsha256 = \"{digest}\"\n"
+            ),
+        );
+        let (_dir, path) = write(&config);
+        let settings = Settings::load_from(Some(&path), &[]).unwrap();
+        let tokens = &settings.server.admin_tokens;
+        assert_eq!(tokens.len(), 2);
+        assert_eq!(
+            (tokens[0].name.as_str(), tokens[0].role),
+            ("admin", Role::Operator)
+        );
+        assert_eq!(
+            (tokens[1].name.as_str(), tokens[1].role),
+            ("grafana", Role::ReadOnly)
+        );
+        assert_eq!(tokens[1].sha256, AdminToken::digest("read-only-token-123"));
+        assert!(
+            settings
+                .warnings
+                .iter()
+                .any(|w| w.contains("server.admin_token")),
+            "{:?}",
+            settings.warnings
+        );
+        assert!(!format!("{settings:?}").contains(&digest));
+
+        let bad = config.replace(&digest, "not-hex");
+        let (_dir, path) = write(&bad);
+        let error = Settings::load_from(Some(&path), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("server.admin_tokens[0].sha256"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let config = FULL.replace(
+            "max_body_bytes = 1048576",
+            "max_body_bytes = 1048576\ntls_cert = \"/nonexistent.pem\"",
+        );
+        let (_dir, path) = write(&config);
+        let error = Settings::load_from(Some(&path), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("tls_cert"), "{error}");
+    }
+
+    #[test]
     fn no_config_runs_the_demo_on_loopback_with_the_sandbox() {
         let settings = Settings::load_from(None, &[]).unwrap();
         assert!(settings.demo && settings.sandbox);
         assert_eq!(settings.channels.len(), 3);
         assert_eq!(settings.server.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(settings.server.admin_bind.to_string(), "127.0.0.1:8081");
+        assert_eq!(settings.server.admin_tokens.len(), 1);
         assert_eq!(
-            settings.server.admin_token.expose_secret(),
-            demo::ADMIN_TOKEN
+            settings.server.admin_tokens[0].sha256,
+            AdminToken::digest(demo::ADMIN_TOKEN)
         );
+        assert_eq!(settings.server.admin_tokens[0].role, Role::Operator);
         assert_eq!(
             settings.api_base(Platform::Telegram, Some("http://127.0.0.1:8080/sandbox")),
             "http://127.0.0.1:8080/sandbox/telegram"

@@ -1,5 +1,6 @@
 //! Carries out the assistant's effects: shop backend calls, one-time link
-//! codes (issue, deliver out of band, check), erasure. Results go back to
+//! codes (issue, deliver out of band, check), hand-off (the record, the
+//! agents' queue and the help-desk webhook), erasure. Results go back to
 //! the assistant as inputs.
 //!
 //! One-time code records live in the store keyed by account, so a code
@@ -15,6 +16,7 @@ use switchboard_core::otp::{self, LinkCodeRecord};
 use switchboard_model::InboundEvent;
 use tracing::{info, warn};
 
+use crate::handoff::HandoffDesk;
 use crate::metrics::Metrics;
 use crate::sender::now_ms;
 use crate::store::{Store, link_code_key, pending_link_key};
@@ -28,6 +30,7 @@ pub struct EffectRunner {
     backend: Arc<dyn ShopBackend>,
     store: Store,
     metrics: Arc<Metrics>,
+    handoffs: Arc<HandoffDesk>,
 }
 
 pub struct EffectOutcome {
@@ -54,11 +57,17 @@ impl EffectOutcome {
 }
 
 impl EffectRunner {
-    pub fn new(backend: Arc<dyn ShopBackend>, store: Store, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        backend: Arc<dyn ShopBackend>,
+        store: Store,
+        metrics: Arc<Metrics>,
+        handoffs: Arc<HandoffDesk>,
+    ) -> Self {
         Self {
             backend,
             store,
             metrics,
+            handoffs,
         }
     }
 
@@ -74,19 +83,20 @@ impl EffectRunner {
                 EffectOutcome::result(self.check_code(&code, event).await)
             }
             Effect::Handoff { summary } => {
-                // The agent console and hand-off webhook come with the
-                // hand-off issue; until then the request is counted and
-                // logged (without customer text) so staff can pick it up.
-                info!(
-                    platform = event.platform.as_str(),
-                    channel = %event.channel,
-                    reason = ?summary.reason,
-                    "conversation handed off to a person"
-                );
-                self.metrics.handoffs.inc();
+                // The state already says "handed off", so the bot is silent
+                // whatever happens here; a record that cannot be written is
+                // recorded so staff still learn of the hand-off.
+                if let Err(error) = self.handoffs.open(event, &summary, now_ms()).await {
+                    warn!(error = %error, "hand-off record not stored");
+                    self.metrics.dead_letter("handoff_not_stored");
+                }
                 EffectOutcome::none()
             }
-            Effect::EraseUserData => match self.store.erase_conversation(&event.conversation).await
+            Effect::EraseUserData => match async {
+                self.handoffs.close(&event.conversation).await?;
+                self.store.erase_conversation(&event.conversation).await
+            }
+            .await
             {
                 Ok(()) => {
                     info!(platform = event.platform.as_str(), channel = %event.channel, "customer data erased on request");

@@ -10,15 +10,23 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use switchboard_core::assistant::{Assistant, Input, StepContext};
 use switchboard_core::state::ConversationState;
-use switchboard_model::{EventKind, InboundEvent, StatusKind};
+use switchboard_core::texts::Text;
+use switchboard_model::{
+    ConversationKey, EventKind, InboundEvent, MessageContent, OutboundBody, OutboundMessage,
+    Platform, StatusKind,
+};
 use tracing::{Instrument, debug, info_span, warn};
 
+use crate::config::AbuseSettings;
 use crate::effects::EffectRunner;
+use crate::handoff::{HandoffDesk, Line};
 use crate::lanes::{Lanes, PushError};
 use crate::metrics::{Metrics, PlatformLabel, PlatformResult};
 use crate::queue::{StreamAck, StreamQueue, spawn_consumers};
+use crate::ratelimit::{ChannelLimiter, Rate};
 use crate::registry::ChannelRegistry;
 use crate::sender::{Outbox, OutboxItem, now_ms};
 use crate::store::{DeadLetter, RedisConnection, Store, StoreError, state_key};
@@ -27,9 +35,90 @@ use crate::store::{DeadLetter, RedisConnection, Store, StoreError, state_key};
 /// dialogue bug looping forever.
 const MAX_EFFECT_ROUNDS: usize = 8;
 
+/// What travels through the inbox: a platform event, or a control message
+/// from the agent console or help desk. Controls go through the same
+/// ordered lane as the conversation's events, so a hand-back is applied
+/// exactly between the customer messages before and after it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InboxEntry {
+    Event(InboundEvent),
+    Control(Control),
+}
+
+impl InboxEntry {
+    fn conversation(&self) -> &ConversationKey {
+        match self {
+            InboxEntry::Event(event) => &event.conversation,
+            InboxEntry::Control(control) => control.conversation(),
+        }
+    }
+
+    /// Reads a sealed entry's plaintext; entries written before controls
+    /// existed are bare events.
+    fn decode(plain: &[u8]) -> Result<InboxEntry, StoreError> {
+        serde_json::from_slice::<InboxEntry>(plain).or_else(|_| {
+            serde_json::from_slice::<InboundEvent>(plain)
+                .map(InboxEntry::Event)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+    }
+}
+
+/// A person acting on a handed-off conversation. `id` is chosen once by
+/// whoever submits it, so handling it again (after a crash) is recognised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Control {
+    AgentReply {
+        conversation: ConversationKey,
+        id: String,
+        agent: String,
+        text: String,
+    },
+    /// The bot takes over again and says so.
+    HandBack {
+        conversation: ConversationKey,
+        id: String,
+        agent: String,
+    },
+    /// The person is done; the bot answers the next message, silently now.
+    Close {
+        conversation: ConversationKey,
+        id: String,
+        agent: String,
+    },
+}
+
+impl Control {
+    pub fn conversation(&self) -> &ConversationKey {
+        match self {
+            Control::AgentReply { conversation, .. }
+            | Control::HandBack { conversation, .. }
+            | Control::Close { conversation, .. } => conversation,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Control::AgentReply { id, .. }
+            | Control::HandBack { id, .. }
+            | Control::Close { id, .. } => id,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Control::AgentReply { .. } => "agent_reply",
+            Control::HandBack { .. } => "hand_back",
+            Control::Close { .. } => "close",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct InboxItem {
-    pub event: InboundEvent,
+    pub entry: InboxEntry,
     pub received: Instant,
     /// Set for entries read from the durable inbox: acknowledged once the
     /// event was handled.
@@ -59,14 +148,23 @@ impl Inbox {
     /// reported so the webhook can answer 503 instead of growing without
     /// bound. The durable inbox returns once the event is in Redis.
     pub async fn submit(&self, event: InboundEvent) -> Result<(), SubmitError> {
+        self.submit_entry(InboxEntry::Event(event)).await
+    }
+
+    /// Queues a control message behind the conversation's events.
+    pub async fn submit_control(&self, control: Control) -> Result<(), SubmitError> {
+        self.submit_entry(InboxEntry::Control(control)).await
+    }
+
+    async fn submit_entry(&self, entry: InboxEntry) -> Result<(), SubmitError> {
         match self {
             Inbox::Local(lanes) => {
-                let key = event.conversation.clone();
+                let key = entry.conversation().clone();
                 lanes
                     .try_push(
                         &key,
                         InboxItem {
-                            event,
+                            entry,
                             received: Instant::now(),
                             ack: None,
                         },
@@ -77,9 +175,9 @@ impl Inbox {
                     })
             }
             Inbox::Durable(queue, store) => {
-                let key = event.conversation.to_string();
+                let key = entry.conversation().to_string();
                 let bytes =
-                    serde_json::to_vec(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    serde_json::to_vec(&entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 let sealed = store.seal(INBOX_PAYLOAD, &bytes)?;
                 queue.add(&key, &sealed).await?;
                 Ok(())
@@ -93,6 +191,9 @@ impl Inbox {
 const INBOX_PAYLOAD: &str = "sb:v1:inbox-entry";
 
 pub struct Worker {
+    pub abuse: AbuseSettings,
+    /// Inbound per-sender and per-channel limits (shared through Redis).
+    pub inbound_limits: ChannelLimiter,
     pub assistant: Arc<Assistant>,
     pub registry: ChannelRegistry,
     pub store: Store,
@@ -100,6 +201,8 @@ pub struct Worker {
     pub effects: EffectRunner,
     pub metrics: Arc<Metrics>,
     pub state_ttl: Duration,
+    /// Hand-off records and the agents' queue.
+    pub handoffs: Arc<HandoffDesk>,
     /// Entries can be handled twice (after a crash): remember finished ones.
     pub durable: bool,
 }
@@ -138,18 +241,18 @@ pub fn start(
             let lanes = feed_lanes.clone();
             let worker = feed_worker.clone();
             async move {
-                let event = worker.store.open(INBOX_PAYLOAD, &bytes).and_then(|plain| {
-                    serde_json::from_slice::<InboundEvent>(&plain)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))
-                });
-                match event {
-                    Ok(event) => {
-                        let key = event.conversation.clone();
+                let entry = worker
+                    .store
+                    .open(INBOX_PAYLOAD, &bytes)
+                    .and_then(|plain| InboxEntry::decode(&plain));
+                match entry {
+                    Ok(entry) => {
+                        let key = entry.conversation().clone();
                         if let Err(error) = lanes
                             .push(
                                 &key,
                                 InboxItem {
-                                    event,
+                                    entry,
                                     received: Instant::now(),
                                     ack: Some(ack),
                                 },
@@ -182,11 +285,51 @@ pub fn start(
     (Inbox::Durable(queue, worker.store.clone()), tasks)
 }
 
+/// A short digest naming one event: event ids can hold personal data
+/// (WhatsApp message ids encode phone numbers), so keys carry this instead.
+pub fn event_digest(event: &InboundEvent) -> String {
+    use sha2::Digest;
+    let name = format!("{}:{}:{}", event.platform, event.channel, event.event_id);
+    hex::encode(&sha2::Sha256::digest(name.as_bytes())[..16])
+}
+
 pub fn done_key(event: &InboundEvent) -> String {
+    format!("sb:v1:done:{}", event_digest(event))
+}
+
+fn control_done_key(control: &Control) -> String {
+    use sha2::Digest;
+    let name = format!("control:{}", control.id());
     format!(
-        "sb:v1:done:{}:{}:{}",
-        event.platform, event.channel, event.event_id
+        "sb:v1:done:{}",
+        hex::encode(&sha2::Sha256::digest(name.as_bytes())[..16])
     )
+}
+
+fn event_digest_of_conversation(event: &InboundEvent) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(event.conversation.to_string().as_bytes())[..12])
+}
+
+/// Cuts overlong customer text (and captions) before the assistant sees
+/// it; platforms cap texts at a few thousand characters anyway.
+fn cap_text(event: &mut InboundEvent, max_chars: usize) {
+    let cut = |text: &mut String| {
+        if let Some((index, _)) = text.char_indices().nth(max_chars) {
+            text.truncate(index);
+        }
+    };
+    if let EventKind::Message(message) | EventKind::Edited(message) = &mut event.kind {
+        match &mut message.content {
+            MessageContent::Text { text, .. } => cut(text),
+            MessageContent::Media(media) => {
+                if let Some(caption) = &mut media.caption {
+                    cut(caption);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// How long a handled event is remembered; platforms stop retrying well
@@ -207,10 +350,13 @@ impl Worker {
     async fn handle_item(&self, mut item: InboxItem) -> Option<StreamAck> {
         let ack = item.ack.take();
         if !self.durable {
-            self.handle(&item.event, item.received).await;
+            self.handle(&item.entry, item.received).await;
             return ack;
         }
-        let done = done_key(&item.event);
+        let done = match &item.entry {
+            InboxEntry::Event(event) => done_key(event),
+            InboxEntry::Control(control) => control_done_key(control),
+        };
         let started = Instant::now();
         let mut wait = Duration::from_millis(100);
         loop {
@@ -220,7 +366,7 @@ impl Worker {
                 Ok(None) => {}
                 Err(error) => warn!(error = %error, "store unavailable; retrying the event"),
             }
-            match self.handle(&item.event, item.received).await {
+            match self.handle(&item.entry, item.received).await {
                 Some(error) if is_unavailable(&error) && started.elapsed() < STORE_PATIENCE => {
                     warn!(error = %error, "store unavailable; retrying the event");
                 }
@@ -245,7 +391,11 @@ impl Worker {
 
     /// Processes one event, records metrics, and gives back the error when
     /// it failed (after recording it, unless the store itself is down).
-    async fn handle(&self, event: &InboundEvent, received: Instant) -> Option<ProcessError> {
+    async fn handle(&self, entry: &InboxEntry, received: Instant) -> Option<ProcessError> {
+        let event = match entry {
+            InboxEntry::Event(event) => event,
+            InboxEntry::Control(control) => return self.handle_control(control).await,
+        };
         let platform = event.platform.as_str();
         let span = info_span!(
             "event",
@@ -307,6 +457,12 @@ impl Worker {
             return Err(ProcessError::UnknownChannel);
         };
         let conversation = &event.conversation;
+        if event.is_from_customer() && !self.inbound_allowed(event).await {
+            return self.slow_down(event).await;
+        }
+        let mut event = event.clone();
+        cap_text(&mut event, self.abuse.max_text_chars);
+        let event = &event;
         let key = state_key(conversation);
         let now = now_ms();
         let ttl_ms = i64::try_from(self.state_ttl.as_millis()).unwrap_or(i64::MAX);
@@ -322,6 +478,7 @@ impl Worker {
             },
             None => ConversationState::new(now),
         };
+        let was_handed_off = state.is_handed_off();
         let ctx = StepContext {
             now_ms: now,
             capabilities: channel.adapter.capabilities(),
@@ -351,13 +508,31 @@ impl Worker {
                 pending.extend(std::mem::take(&mut step.effects));
             }
         }
+        let still_handed_off = step.state.is_handed_off();
+        if was_handed_off && event.is_from_customer() && !erased {
+            self.note_customer_line(event, still_handed_off, now)
+                .await?;
+        }
         if erased {
             // Everything about the customer is gone; keep nothing, not even
             // the state that said goodbye.
             self.store.erase_conversation(conversation).await?;
         } else {
-            let bytes =
+            let mut bytes =
                 serde_json::to_vec(&step.state).map_err(|e| ProcessError::Encode(e.to_string()))?;
+            if bytes.len() > self.abuse.max_state_bytes {
+                // Something (a bug, an abuse) grew the state without bound;
+                // starting afresh beats storing it or wedging the chat.
+                warn!(
+                    bytes = bytes.len(),
+                    limit = self.abuse.max_state_bytes,
+                    "conversation state too large; reset"
+                );
+                self.record(event, "state_too_large", &format!("{} bytes", bytes.len()))
+                    .await;
+                bytes = serde_json::to_vec(&ConversationState::new(now))
+                    .map_err(|e| ProcessError::Encode(e.to_string()))?;
+            }
             self.store.put(&key, bytes, self.state_ttl).await?;
         }
         // The window runs from when the customer wrote, by the platform's
@@ -369,16 +544,13 @@ impl Worker {
         };
         let last_customer_ms = event.is_from_customer().then_some(sent_at);
         for (index, body) in replies.into_iter().enumerate() {
-            let mut message = switchboard_model::OutboundMessage::new(conversation.clone(), body);
+            let mut message = OutboundMessage::new(conversation.clone(), body);
             if let EventKind::Message(m) | EventKind::Edited(m) = &event.kind {
                 message.thread_id = m.thread_id;
             }
             // Deterministic, so a reply produced again after a crash is
             // recognised by the sender and not sent twice.
-            let reply_id = format!(
-                "{}:{}:{}#{index}",
-                event.platform, event.channel, event.event_id
-            );
+            let reply_id = format!("{}#{index}", event_digest(event));
             self.outbox
                 .push(OutboxItem {
                     message,
@@ -390,6 +562,222 @@ impl Worker {
                 .map_err(|_| ProcessError::OutboxClosed)?;
         }
         Ok("answered")
+    }
+
+    /// A customer wrote during a hand-off: the line goes to the agents
+    /// (masked). When the shop's resume time passed and the bot took over
+    /// again, the hand-off is closed instead.
+    async fn note_customer_line(
+        &self,
+        event: &InboundEvent,
+        still_handed_off: bool,
+        now: i64,
+    ) -> Result<(), ProcessError> {
+        if !still_handed_off {
+            self.handoffs.close(&event.conversation).await?;
+            return Ok(());
+        }
+        let Some(text) = crate::handoff::customer_text(event) else {
+            return Ok(());
+        };
+        let at_ms = if event.timestamp_ms > 0 {
+            event.timestamp_ms
+        } else {
+            now
+        };
+        let line = Line {
+            at_ms,
+            from: "customer".to_owned(),
+            agent: None,
+            text: crate::handoff::mask(&text),
+            id: Some(crate::handoff::line_id(event)),
+        };
+        self.handoffs
+            .append(&event.conversation, line, Some(at_ms))
+            .await?;
+        Ok(())
+    }
+
+    /// Carries out an agent's action, in order with the conversation's
+    /// events. Errors are the store's; anything else is logged and dropped
+    /// (the conversation may have been closed or erased meanwhile).
+    async fn handle_control(&self, control: &Control) -> Option<ProcessError> {
+        let conversation = control.conversation();
+        let span = info_span!(
+            "control",
+            platform = conversation.platform.as_str(),
+            channel = %conversation.channel,
+            action = control.name(),
+        );
+        let result = self.process_control(control).instrument(span).await;
+        let label = match &result {
+            Ok(label) => *label,
+            Err(error) => {
+                warn!(error = %error, action = control.name(), "agent action failed");
+                "control_failed"
+            }
+        };
+        self.metrics
+            .events
+            .get_or_create(&PlatformResult {
+                platform: conversation.platform.as_str(),
+                result: label,
+            })
+            .inc();
+        result.err()
+    }
+
+    async fn process_control(&self, control: &Control) -> Result<&'static str, ProcessError> {
+        let conversation = control.conversation();
+        let now = now_ms();
+        match control {
+            Control::AgentReply {
+                id, agent, text, ..
+            } => {
+                let line = Line {
+                    at_ms: now,
+                    from: "agent".to_owned(),
+                    agent: Some(agent.clone()),
+                    text: crate::handoff::mask(text),
+                    id: Some(id.clone()),
+                };
+                let Some(record) = self.handoffs.append(conversation, line, None).await? else {
+                    debug!("agent reply to a conversation no longer handed off; dropped");
+                    return Ok("control_stale");
+                };
+                let mut message = OutboundMessage::new(
+                    conversation.clone(),
+                    OutboundBody::Text { text: text.clone() },
+                );
+                let in_window = record
+                    .last_customer_ms
+                    .is_some_and(|last| now.saturating_sub(last) < crate::sender::REPLY_WINDOW_MS);
+                if !in_window && conversation.platform == Platform::Messenger {
+                    // Meta allows a person's reply up to 7 days after the
+                    // customer's last message with this tag.
+                    message.message_tag = Some("HUMAN_AGENT".to_owned());
+                }
+                self.outbox
+                    .push(OutboxItem {
+                        message,
+                        last_customer_ms: record.last_customer_ms,
+                        reply_id: format!("agent:{id}"),
+                        ack: None,
+                    })
+                    .await
+                    .map_err(|_| ProcessError::OutboxClosed)?;
+                Ok("agent_reply")
+            }
+            Control::HandBack { id, .. } | Control::Close { id, .. } => {
+                let speak = matches!(control, Control::HandBack { .. });
+                let Some(channel) = self.registry.get(conversation.channel.as_str()) else {
+                    return Err(ProcessError::UnknownChannel);
+                };
+                let key = state_key(conversation);
+                let state = match self.store.get(&key).await? {
+                    Some(bytes) => serde_json::from_slice::<ConversationState>(&bytes).ok(),
+                    None => None,
+                };
+                self.handoffs.close(conversation).await?;
+                let Some(state) = state else {
+                    return Ok("control_stale");
+                };
+                let ctx = StepContext {
+                    now_ms: now,
+                    capabilities: channel.adapter.capabilities(),
+                    conversation,
+                    sender_id: "",
+                };
+                let step = self.assistant.step(state, &Input::HandoffEnded, &ctx);
+                let bytes = serde_json::to_vec(&step.state)
+                    .map_err(|e| ProcessError::Encode(e.to_string()))?;
+                self.store.put(&key, bytes, self.state_ttl).await?;
+                if speak {
+                    let last_customer_ms = step.state.last_customer_message_ms;
+                    for (index, body) in step.replies.into_iter().enumerate() {
+                        self.outbox
+                            .push(OutboxItem {
+                                message: OutboundMessage::new(conversation.clone(), body),
+                                last_customer_ms,
+                                reply_id: format!("control:{id}#{index}"),
+                                ack: None,
+                            })
+                            .await
+                            .map_err(|_| ProcessError::OutboxClosed)?;
+                    }
+                }
+                Ok(if speak { "handed_back" } else { "closed" })
+            }
+        }
+    }
+
+    /// Whether the sender and the channel are within their inbound rates.
+    async fn inbound_allowed(&self, event: &InboundEvent) -> bool {
+        let abuse = &self.abuse;
+        let sender = Rate {
+            burst: f64::from(abuse.sender_burst),
+            per_second: f64::from(abuse.sender_messages_per_minute) / 60.0,
+        };
+        let channel = Rate {
+            burst: f64::from(abuse.channel_burst),
+            per_second: f64::from(abuse.channel_messages_per_second),
+        };
+        let sender_key = {
+            use sha2::Digest;
+            let who = format!("{}:{}:{}", event.platform, event.channel, event.sender.id);
+            format!(
+                "in:s:{}",
+                hex::encode(&sha2::Sha256::digest(who.as_bytes())[..12])
+            )
+        };
+        let allowed = self.inbound_limits.try_acquire(&sender_key, sender).await
+            && self
+                .inbound_limits
+                .try_acquire(
+                    &format!("in:c:{}:{}", event.platform, event.channel),
+                    channel,
+                )
+                .await;
+        if !allowed {
+            self.metrics
+                .events
+                .get_or_create(&PlatformResult {
+                    platform: event.platform.as_str(),
+                    result: "rate_limited",
+                })
+                .inc();
+        }
+        allowed
+    }
+
+    /// Over the limit: the platform already got its 200; the customer gets
+    /// one "slow down" per minute and the rest is dropped.
+    async fn slow_down(&self, event: &InboundEvent) -> Result<&'static str, ProcessError> {
+        let marker = format!("sb:v1:slowdown:{}", event_digest_of_conversation(event));
+        if self
+            .store
+            .first_sighting(&marker, Duration::from_secs(60))
+            .await?
+        {
+            let text = self.assistant.shop().texts.get(Text::SlowDown).to_owned();
+            let message =
+                OutboundMessage::new(event.conversation.clone(), OutboundBody::Text { text });
+            let sent_at = if event.timestamp_ms > 0 {
+                event.timestamp_ms
+            } else {
+                now_ms()
+            };
+            self.outbox
+                .push(OutboxItem {
+                    message,
+                    last_customer_ms: Some(sent_at),
+                    reply_id: format!("{}#slow", event_digest(event)),
+                    ack: None,
+                })
+                .await
+                .map_err(|_| ProcessError::OutboxClosed)?;
+        }
+        Ok("rate_limited")
     }
 
     async fn record(&self, event: &InboundEvent, reason: &'static str, detail: &str) {

@@ -91,6 +91,24 @@ pub struct KeyedLimiter {
 }
 
 impl KeyedLimiter {
+    /// Takes a token for `key` if one is there, without waiting.
+    pub fn try_acquire(&self, key: &str, rate: Rate) -> bool {
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        buckets
+            .entry(key.to_owned())
+            .or_insert(Bucket {
+                tokens: rate.burst,
+                last: now,
+                rate,
+            })
+            .take(now)
+            .is_none()
+    }
+
     /// Waits until `key` may send one more message at `rate`.
     pub async fn acquire(&self, key: &str, rate: Rate) {
         loop {
@@ -192,6 +210,31 @@ impl SharedLimiter {
     }
 }
 
+impl SharedLimiter {
+    /// Takes a token for `key` if one is there, counted across replicas,
+    /// without waiting. Falls back to a local bucket when Redis is away.
+    pub async fn try_acquire(&self, key: &str, rate: Rate) -> bool {
+        let redis_key = self.store.key(&format!("sb:v1:rate:{{{key}}}"));
+        let interval_ms = 1000.0 / rate.per_second;
+        let mut connection = self.store.connection();
+        let wait: Result<u64, _> = self
+            .store
+            .call(
+                "rate limit",
+                self.script
+                    .key(&redis_key)
+                    .arg(interval_ms)
+                    .arg(rate.burst)
+                    .invoke_async(&mut connection),
+            )
+            .await;
+        match wait {
+            Ok(wait) => wait == 0,
+            Err(_) => self.fallback.try_acquire(key, rate),
+        }
+    }
+}
+
 /// Per-channel limiting: local, or shared through Redis.
 #[derive(Debug)]
 pub enum ChannelLimiter {
@@ -200,6 +243,20 @@ pub enum ChannelLimiter {
 }
 
 impl ChannelLimiter {
+    pub fn for_store(store: &crate::store::Store) -> Self {
+        match store.as_redis() {
+            Some(redis) => ChannelLimiter::Shared(SharedLimiter::new(redis.clone())),
+            None => ChannelLimiter::Local(KeyedLimiter::default()),
+        }
+    }
+
+    pub async fn try_acquire(&self, key: &str, rate: Rate) -> bool {
+        match self {
+            ChannelLimiter::Local(limiter) => limiter.try_acquire(key, rate),
+            ChannelLimiter::Shared(limiter) => limiter.try_acquire(key, rate).await,
+        }
+    }
+
     pub async fn acquire(&self, key: &str, rate: Rate) {
         match self {
             ChannelLimiter::Local(limiter) => limiter.acquire(key, rate).await,

@@ -21,7 +21,7 @@ use tracing::{Instrument, debug, warn};
 use crate::lanes::Lanes;
 use crate::metrics::{Metrics, PlatformLabel, PlatformResult};
 use crate::queue::{StreamAck, StreamQueue, spawn_consumers};
-use crate::ratelimit::{ChannelLimiter, KeyedLimiter, SharedLimiter, channel_rate, chat_rate};
+use crate::ratelimit::{ChannelLimiter, KeyedLimiter, channel_rate, chat_rate};
 use crate::registry::{Channel, ChannelRegistry};
 use crate::store::{DeadLetter, RedisConnection, Store, StoreError};
 
@@ -133,10 +133,7 @@ pub fn start(
         .pool_idle_timeout(Duration::from_secs(90))
         .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
         .build()?;
-    let channel_limits = match store.as_redis() {
-        Some(redis) => ChannelLimiter::Shared(SharedLimiter::new(redis.clone())),
-        None => ChannelLimiter::Local(KeyedLimiter::default()),
-    };
+    let channel_limits = ChannelLimiter::for_store(&store);
     let delivery = Arc::new(Delivery {
         http,
         registry,
@@ -420,6 +417,14 @@ impl Delivery {
                 reason: "no api base".into(),
             });
         };
+        if !is_plain_path(&request.path) {
+            // Adapters render paths relative to the configured API base; a
+            // path that could point anywhere else is never requested.
+            return SendOutcome::Failed(SendFailure::Permanent {
+                code: None,
+                reason: "rendered path is not a plain path below the API base".into(),
+            });
+        }
         let url = request.url(base);
         let method = match request.method {
             HttpMethod::Get => reqwest::Method::GET,
@@ -499,6 +504,18 @@ impl Delivery {
     }
 }
 
+/// True for `/segment/segment...` made of URL-safe characters only: no
+/// scheme, authority, `..`, query tricks or whitespace that could move a
+/// request away from the configured API base.
+fn is_plain_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.contains("..")
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~'))
+}
+
 /// Exponential backoff with full jitter: uniform in [0, min(cap, base·2^n)].
 fn backoff(attempt: u32) -> Duration {
     let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16));
@@ -511,6 +528,25 @@ fn backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_paths_below_the_api_base_are_requested() {
+        for ok in ["/sendMessage", "/me/messages", "/100000000000002/messages"] {
+            assert!(is_plain_path(ok), "{ok}");
+        }
+        for bad in [
+            "https://evil.example/x",
+            "//evil.example/x",
+            "/../x",
+            "/x?y=1",
+            "/a b",
+            "@evil",
+            "/x@evil",
+            "",
+        ] {
+            assert!(!is_plain_path(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn backoff_grows_but_stays_under_the_cap() {

@@ -146,6 +146,12 @@ impl Application {
                 settings.server.admin_bind
             )
         })?;
+        let tls = settings
+            .server
+            .tls
+            .as_ref()
+            .map(crate::tls::server_config)
+            .transpose()?;
         let public_addr = public_listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
         let sandbox_base = format!("http://{public_addr}/sandbox");
@@ -195,14 +201,21 @@ impl Application {
         crate::channels::spawn_refresher(registrar.clone().into_inner(), stop_outbox_rx);
 
         let state_ttl = Duration::from_secs(settings.shop.state_ttl_days * 24 * 3600);
+        let handoffs = Arc::new(
+            crate::handoff::HandoffDesk::new(&store, &settings.handoff, metrics.clone())
+                .context("invalid [handoff] section")?,
+        );
         let worker = Arc::new(Worker {
+            abuse: settings.abuse.clone(),
+            inbound_limits: crate::ratelimit::ChannelLimiter::for_store(&store),
             assistant,
             registry: registry.clone(),
             store: store.clone(),
             outbox,
-            effects: EffectRunner::new(backend, store.clone(), metrics.clone()),
+            effects: EffectRunner::new(backend, store.clone(), metrics.clone(), handoffs.clone()),
             metrics: metrics.clone(),
             state_ttl,
+            handoffs: handoffs.clone(),
             durable: inbox_queue.is_some(),
         });
         let (stop_inbox, stop_inbox_rx) = watch::channel(false);
@@ -266,43 +279,56 @@ impl Application {
             }
             app
         })
-        .listen(public_listener)?
         .disable_signals()
         .client_request_timeout(Duration::from_secs(5))
         .client_disconnect_timeout(Duration::from_secs(2))
         .max_connections(25_000)
-        .shutdown_timeout(grace.as_secs().max(1))
+        .shutdown_timeout(grace.as_secs().max(1));
+        let public = match &tls {
+            Some(config) => public.listen_rustls_0_23(public_listener, config.clone())?,
+            None => public.listen(public_listener)?,
+        }
         .run();
 
         let admin_state = state;
         let admin_registrar = registrar;
+        let admin_handoffs = web::Data::from(handoffs);
         let admin = HttpServer::new(move || {
-            App::new().app_data(admin_state.clone()).service(
-                web::scope("")
-                    .wrap(from_fn(admin::require_token))
-                    .wrap(from_fn(crate::request_id::middleware))
-                    .app_data(admin_registrar.clone())
-                    .configure(crate::channels::admin_api::routes)
-                    .route("/readyz", web::get().to(admin::readyz))
-                    .route("/metrics", web::get().to(admin::metrics))
-                    .route("/admin/channels", web::get().to(admin::channels))
-                    .route("/admin/dead-letters", web::get().to(admin::dead_letters))
-                    .route(
-                        "/admin/conversations/{key}",
-                        web::get().to(admin::conversation),
-                    )
-                    .route(
-                        "/admin/conversations/{key}",
-                        web::delete().to(admin::erase_conversation),
-                    )
-                    .route("/admin/dev-outbox", web::get().to(admin::dev_outbox)),
-            )
+            App::new()
+                .app_data(admin_state.clone())
+                .app_data(admin_handoffs.clone())
+                // The console signs in with a cookie: before the bearer scope.
+                .configure(crate::console::routes)
+                .service(
+                    web::scope("")
+                        .wrap(from_fn(admin::require_token))
+                        .wrap(from_fn(crate::request_id::middleware))
+                        .app_data(admin_registrar.clone())
+                        .configure(crate::console::admin_routes)
+                        .configure(crate::channels::admin_api::routes)
+                        .route("/readyz", web::get().to(admin::readyz))
+                        .route("/metrics", web::get().to(admin::metrics))
+                        .route("/admin/channels", web::get().to(admin::channels))
+                        .route("/admin/dead-letters", web::get().to(admin::dead_letters))
+                        .route(
+                            "/admin/conversations/{key}",
+                            web::get().to(admin::conversation),
+                        )
+                        .route(
+                            "/admin/conversations/{key}",
+                            web::delete().to(admin::erase_conversation),
+                        )
+                        .route("/admin/dev-outbox", web::get().to(admin::dev_outbox)),
+                )
         })
-        .listen(admin_listener)?
         .disable_signals()
         .workers(1)
         .client_request_timeout(Duration::from_secs(5))
-        .shutdown_timeout(grace.as_secs().max(1))
+        .shutdown_timeout(grace.as_secs().max(1));
+        let admin = match (&tls, settings.server.tls.as_ref().is_some_and(|t| t.admin)) {
+            (Some(config), true) => admin.listen_rustls_0_23(admin_listener, config.clone())?,
+            _ => admin.listen(admin_listener)?,
+        }
         .run();
 
         info!(

@@ -84,3 +84,23 @@ where
 fn with_traces<S: tracing::Subscriber + Send + Sync>(subscriber: S) -> S {
     subscriber
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn personal_data_is_redacted_before_a_line_is_written() {
+        let line = "customer jane.doe@example.com called from +49 170 1234567 paying with 4111 1111 1111 1111";
+        let redacted = switchboard_core::guards::redact_pii(line);
+        for secret in ["jane.doe@example.com", "170 1234567", "4111 1111 1111 1111"] {
+            assert!(!redacted.contains(secret), "{secret} survived: {redacted}");
+        }
+        // The writer buffers a whole event and writes it once, redacted.
+        let mut writer = RedactingStderr.make_writer();
+        writer.write_all(line.as_bytes()).unwrap();
+        assert_eq!(writer.buffer, line.as_bytes());
+    }
+}

@@ -29,6 +29,14 @@ fn platform_of(name: &str) -> Option<Platform> {
     Platform::from_name(name)
 }
 
+/// An answer after which the connection is closed.
+fn closing(status: actix_web::http::StatusCode, body: &'static str) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/plain; charset=utf-8")
+        .force_close()
+        .body(body)
+}
+
 fn text(status: actix_web::http::StatusCode, body: &'static str) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/plain; charset=utf-8")
@@ -115,24 +123,27 @@ pub async fn receive(
     };
     let body = match read_body(payload, &request, state.settings.server.max_body_bytes).await {
         Ok(body) => body,
+        // The unread rest of the body is not wanted: close the connection
+        // rather than keep reading from a client that sends too much or
+        // too slowly.
         Err(BodyError::TooLarge) => {
             state.metrics.webhook(label, "too_large");
             warn!(platform = label, channel = %channel.id, "webhook body over the limit");
-            return text(
+            return closing(
                 actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
                 "body too large\n",
             );
         }
         Err(BodyError::Incomplete) => {
             state.metrics.webhook(label, "bad_request");
-            return text(
+            return closing(
                 actix_web::http::StatusCode::BAD_REQUEST,
                 "incomplete body\n",
             );
         }
         Err(BodyError::Timeout) => {
             state.metrics.webhook(label, "timeout");
-            return text(
+            return closing(
                 actix_web::http::StatusCode::REQUEST_TIMEOUT,
                 "body not received in time\n",
             );

@@ -125,3 +125,76 @@ async fn a_conversation_can_be_read_masked_and_erased() {
     );
     app.stop().await;
 }
+
+const READER: &str = "read-only-token-456";
+const OPERATOR: &str = "second-operator-789";
+
+fn with_named_tokens() -> String {
+    // The server section is already open in the test config; named tokens
+    // are an array of tables under it, given as their SHA-256.
+    let digest = |t: &str| {
+        switchboard::config::AdminToken::digest(t)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    format!(
+        "\n[[server.admin_tokens]]\nname = \"grafana\"\nrole = \"read-only\"\nsha256 = \"{}\"\n\n[[server.admin_tokens]]\nname = \"alice\"\nrole = \"operator\"\nsha256 = \"{}\"\n",
+        digest(READER),
+        digest(OPERATOR)
+    )
+}
+
+#[tokio::test]
+async fn a_read_only_token_reads_but_cannot_change_anything_or_see_codes() {
+    let app = spawn_app_with(&with_named_tokens(), &[]).await;
+    for route in [
+        "/readyz",
+        "/metrics",
+        "/admin/channels",
+        "/admin/dead-letters",
+    ] {
+        let response = app
+            .client
+            .get(format!("{}{route}", app.admin))
+            .bearer_auth(READER)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{route}");
+    }
+    let codes = app
+        .client
+        .get(format!("{}/admin/dev-outbox", app.admin))
+        .bearer_auth(READER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(codes.status(), 403);
+    let erase = app
+        .client
+        .delete(format!("{}/admin/conversations/telegram:tg:1", app.admin))
+        .bearer_auth(READER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erase.status(), 403);
+    // An operator may.
+    let erase = app
+        .client
+        .delete(format!("{}/admin/conversations/telegram:tg:1", app.admin))
+        .bearer_auth(OPERATOR)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erase.status(), 204);
+    let codes = app
+        .client
+        .get(format!("{}/admin/dev-outbox", app.admin))
+        .bearer_auth(OPERATOR)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(codes.status(), 200);
+    app.stop().await;
+}
