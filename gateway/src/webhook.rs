@@ -29,12 +29,44 @@ fn platform_of(name: &str) -> Option<Platform> {
     Platform::from_name(name)
 }
 
-/// An answer after which the connection is closed.
-fn closing(status: actix_web::http::StatusCode, body: &'static str) -> HttpResponse {
+/// An answer after which the connection is closed. The unread request
+/// body travels with the answer: were it dropped first, actix would keep
+/// reading and discarding a chunked body for as long as the client sends
+/// (actix-web #3936) instead of closing the connection.
+fn closing(
+    status: actix_web::http::StatusCode,
+    body: &'static str,
+    unread: web::Payload,
+) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/plain; charset=utf-8")
         .force_close()
-        .body(body)
+        .body(HoldingBody {
+            text: Some(web::Bytes::from_static(body.as_bytes())),
+            _unread: unread,
+        })
+}
+
+/// A fixed response body that keeps the request's unread payload alive
+/// until the response has been written.
+struct HoldingBody {
+    text: Option<web::Bytes>,
+    _unread: web::Payload,
+}
+
+impl actix_web::body::MessageBody for HoldingBody {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        actix_web::body::BodySize::Sized(self.text.as_ref().map_or(0, |t| t.len() as u64))
+    }
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<web::Bytes, Self::Error>>> {
+        std::task::Poll::Ready(self.get_mut().text.take().map(Ok))
+    }
 }
 
 fn text(status: actix_web::http::StatusCode, body: &'static str) -> HttpResponse {
@@ -109,7 +141,11 @@ pub async fn receive(
 ) -> HttpResponse {
     let (platform_name, channel_id) = path.into_inner();
     let Some(platform) = platform_of(&platform_name) else {
-        return text(actix_web::http::StatusCode::NOT_FOUND, "unknown platform\n");
+        return closing(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "unknown platform\n",
+            payload,
+        );
     };
     let label = platform.as_str();
     let Some(channel) = state
@@ -119,9 +155,14 @@ pub async fn receive(
     else {
         state.metrics.webhook(label, "unknown_channel");
         warn!(platform = label, "webhook for an unknown channel");
-        return text(actix_web::http::StatusCode::NOT_FOUND, "unknown channel\n");
+        return closing(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "unknown channel\n",
+            payload,
+        );
     };
-    let body = match read_body(payload, &request, state.settings.server.max_body_bytes).await {
+    let mut payload = payload;
+    let body = match read_body(&mut payload, &request, state.settings.server.max_body_bytes).await {
         Ok(body) => body,
         // The unread rest of the body is not wanted: close the connection
         // rather than keep reading from a client that sends too much or
@@ -132,6 +173,7 @@ pub async fn receive(
             return closing(
                 actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
                 "body too large\n",
+                payload,
             );
         }
         Err(BodyError::Incomplete) => {
@@ -139,6 +181,7 @@ pub async fn receive(
             return closing(
                 actix_web::http::StatusCode::BAD_REQUEST,
                 "incomplete body\n",
+                payload,
             );
         }
         Err(BodyError::Timeout) => {
@@ -146,6 +189,7 @@ pub async fn receive(
             return closing(
                 actix_web::http::StatusCode::REQUEST_TIMEOUT,
                 "body not received in time\n",
+                payload,
             );
         }
     };
@@ -274,7 +318,7 @@ enum BodyError {
 /// Reads the raw body up to `limit` bytes: refuses a declared length over
 /// the limit before reading anything, and gives a slow sender ten seconds.
 async fn read_body(
-    mut payload: web::Payload,
+    payload: &mut web::Payload,
     request: &HttpRequest,
     limit: usize,
 ) -> Result<web::Bytes, BodyError> {
