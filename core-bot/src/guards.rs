@@ -184,26 +184,30 @@ pub fn find_card_numbers(text: &str) -> Vec<Range<usize>> {
         }
         let run_end = groups.last().map_or(at, |group| group.end);
         let letter_follows = bytes.get(run_end).is_some_and(u8::is_ascii_alphabetic);
-        let mut best: Option<Range<usize>> = None;
+        // Leftmost-longest, then on after it: one run of groups can hold
+        // several cards ("4111 1111 1111 1111 4111 1111 1111 1111").
         if !letter_follows {
-            for first in 0..groups.len() {
+            let mut first = 0;
+            while first < groups.len() {
+                let mut matched = None;
                 for last in (first..groups.len()).rev() {
                     let digits: Vec<u8> = groups[first..=last]
                         .iter()
                         .flat_map(|group| bytes[group.clone()].iter().copied())
                         .collect();
                     if (13..=19).contains(&digits.len()) && luhn_valid(&digits) {
-                        let span = groups[first].start..groups[last].end;
-                        if best.as_ref().is_none_or(|b| span.len() > b.len()) {
-                            best = Some(span);
-                        }
+                        matched = Some(last);
                         break;
                     }
                 }
+                match matched {
+                    Some(last) => {
+                        found.push(groups[first].start..groups[last].end);
+                        first = last + 1;
+                    }
+                    None => first += 1,
+                }
             }
-        }
-        if let Some(span) = best {
-            found.push(span);
         }
         index = run_end.max(index + 1);
     }
@@ -465,6 +469,14 @@ fn replace_spans(text: &str, spans: &[Range<usize>], mask: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_cards_in_one_run_of_digit_groups_are_both_found() {
+        // Found by the redact_pii fuzz target.
+        let text = "customer jaaying withh 4111 1111 1111 1111 4111 1111 1111 1111";
+        assert_eq!(find_card_numbers(text).len(), 2);
+        assert!(find_card_numbers(&redact_pii(text)).is_empty());
+    }
 
     #[test]
     fn luhn_accepts_test_cards_and_rejects_typos() {
