@@ -737,6 +737,10 @@ fn is_secret_key(key: &str) -> bool {
             .any(|word| key.contains(word))
 }
 
+/// `secret` says whether the key this value sits under names a secret. It
+/// carries into arrays of strings (`encryption_keys = [...]`) but not into
+/// tables, whose own keys decide (`[[server.admin_tokens]]` holds a `name`
+/// and a `role`, which are not secret, beside its `token`).
 fn collect_secrets(value: &toml::Value, secret: bool, found: &mut Vec<String>) {
     match value {
         toml::Value::String(text) if secret => found.extend(
@@ -744,21 +748,20 @@ fn collect_secrets(value: &toml::Value, secret: bool, found: &mut Vec<String>) {
                 .filter(|part| !part.is_empty())
                 .map(str::to_owned),
         ),
-        toml::Value::String(_) => {}
         toml::Value::Array(items) => {
             for item in items {
-                collect_secrets(item, secret, found);
+                collect_secrets(item, secret && !item.is_table(), found);
             }
         }
         toml::Value::Table(table) => {
             for (key, item) in table {
-                if key == "url"
+                if key.ends_with("url")
                     && let toml::Value::String(url) = item
                     && let Some(password) = url_password(url)
                 {
                     found.push(password.to_owned());
                 }
-                collect_secrets(item, secret || is_secret_key(key), found);
+                collect_secrets(item, is_secret_key(key), found);
             }
         }
         _ => {}
