@@ -183,10 +183,14 @@ pub fn find_card_numbers(text: &str) -> Vec<Range<usize>> {
             at += 1;
         }
         let run_end = groups.last().map_or(at, |group| group.end);
-        let letter_follows = bytes.get(run_end).is_some_and(u8::is_ascii_alphabetic);
+        // A last group glued to letters is part of a word ("2751b"), not of
+        // a card; the groups before it still may be one.
+        if bytes.get(run_end).is_some_and(u8::is_ascii_alphabetic) {
+            groups.pop();
+        }
         // Leftmost-longest, then on after it: one run of groups can hold
         // several cards ("4111 1111 1111 1111 4111 1111 1111 1111").
-        if !letter_follows {
+        {
             let mut first = 0;
             while first < groups.len() {
                 let mut matched = None;
@@ -545,6 +549,19 @@ mod tests {
         assert!(masked.had_password);
         assert_eq!(masked.text, "my password is [password removed] please fix");
         assert!(!mask_sensitive("I forgot my password").had_password);
+    }
+
+    #[test]
+    fn a_card_followed_by_a_word_starting_with_digits_is_still_found() {
+        // Found by the redact_pii fuzz target: "2751b" ended the run with
+        // a letter, which dropped the whole run, card included, until the
+        // email pass removed the word and the card showed up unmasked.
+        let text = "order 1<\0 0025555555555501 2751b+c@sub.uk.";
+        assert_eq!(find_card_numbers(text).len(), 1);
+        assert!(find_card_numbers(&redact_pii(text)).is_empty());
+        assert_eq!(find_card_numbers("4111 1111 1111 1111 2751b").len(), 1);
+        assert!(find_card_numbers("4111 1111 1111 1111abc").is_empty());
+        assert!(find_card_numbers("ref41111111111111111").is_empty());
     }
 
     #[test]
