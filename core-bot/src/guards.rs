@@ -576,6 +576,12 @@ mod tests {
             redact_pii(text)
         );
         assert_eq!(find_emails("a@b.cd+e@f.gh"), vec![0..6, 6..13]);
+        let text = "obder 10023 fe0-0001234.example.co.uk.@sub.exampl-0000-0001234.example.co.uk.@sub.example.";
+        assert!(
+            find_emails(&redact_pii(text)).is_empty(),
+            "{}",
+            redact_pii(text)
+        );
     }
 
     #[test]
