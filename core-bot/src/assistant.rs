@@ -158,6 +158,11 @@ pub enum LinkCodeFailure {
     /// The backend could not be reached or refused to send.
     #[error("the code could not be sent")]
     Unavailable,
+    /// The account (or this conversation) was sent as many codes as the
+    /// hourly cap allows: asking again must not flood the customer's phone
+    /// or mailbox.
+    #[error("too many codes sent recently")]
+    TooManyCodes,
 }
 
 impl From<LinkFailure> for LinkCodeFailure {

@@ -3,7 +3,11 @@
 //!
 //! Rules: 6 digits; valid for 5 minutes; only a salted SHA-256 hash is kept;
 //! at most 5 wrong tries, then locked for 15 minutes; single use; bound to
-//! the conversation and platform user that asked for it. The gateway stores
+//! the conversation and platform user that asked for it; at most
+//! [`MAX_SENDS_PER_ACCOUNT`] codes sent to one account and
+//! [`MAX_SENDS_PER_CONVERSATION`] asked for from one conversation per
+//! [`SEND_WINDOW_MS`], so the bot cannot be used to flood someone's phone or
+//! mailbox (the lock stops guessing, not sending). The gateway stores
 //! one record per account, so a newer request replaces an older one and a
 //! code typed in another chat never matches.
 
@@ -17,6 +21,13 @@ pub const CODE_DIGITS: usize = 6;
 pub const CODE_TTL_MS: i64 = 5 * 60 * 1000;
 pub const MAX_ATTEMPTS: u32 = 5;
 pub const LOCK_MS: i64 = 15 * 60 * 1000;
+/// The window the send caps count in.
+pub const SEND_WINDOW_MS: i64 = 60 * 60 * 1000;
+/// Codes one account may be sent per window, whichever chats asked.
+pub const MAX_SENDS_PER_ACCOUNT: u64 = 5;
+/// Codes one conversation may ask for per window, whichever accounts: one
+/// chat cycling through many victims' addresses is stopped too.
+pub const MAX_SENDS_PER_CONVERSATION: u64 = 10;
 
 /// A code as the gateway stores it. Holds no plain code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -158,6 +158,7 @@ text_keys! {
     LinkBadIdentifier => "link_bad_identifier",
     LinkWrongCode => "link_wrong_code",
     LinkLocked => "link_locked",
+    LinkTooManyCodes => "link_too_many_codes",
     LinkExpired => "link_expired",
     LinkUsed => "link_used",
     LinkWrongRequester => "link_wrong_requester",

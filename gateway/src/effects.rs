@@ -19,10 +19,14 @@ use tracing::{info, warn};
 use crate::handoff::HandoffDesk;
 use crate::metrics::Metrics;
 use crate::sender::now_ms;
-use crate::store::{Store, link_code_key, pending_link_key};
+use crate::store::{
+    Store, code_sends_account_key, code_sends_conversation_key, link_code_key, pending_link_key,
+};
 
 /// Long enough to outlive a code (5 min) and its lock (15 min).
 const CODE_RECORD_TTL: Duration = Duration::from_secs(30 * 60);
+/// The send caps' window (`otp::SEND_WINDOW_MS`).
+const SEND_WINDOW: Duration = Duration::from_millis(otp::SEND_WINDOW_MS.unsigned_abs());
 /// Longest we wait on the shop backend before telling the customer so.
 const BACKEND_DEADLINE: Duration = Duration::from_secs(15);
 
@@ -156,6 +160,36 @@ impl EffectRunner {
         // Asking for a fresh code must not reset the brute-force lock.
         if let Err(failure) = otp::may_issue(existing.as_ref(), now) {
             return failed(LinkCodeFailure::Code(failure));
+        }
+        // Counted before sending, and counted even if the send then fails:
+        // a cap that a failing backend could reset would not be one.
+        let caps = [
+            (
+                code_sends_conversation_key(&event.conversation),
+                otp::MAX_SENDS_PER_CONVERSATION,
+                "conversation",
+            ),
+            (
+                code_sends_account_key(&account_id),
+                otp::MAX_SENDS_PER_ACCOUNT,
+                "account",
+            ),
+        ];
+        for (key, cap, scope) in caps {
+            match self.store.count_in_window(&key, SEND_WINDOW).await {
+                Ok(count) if count > cap => {
+                    warn!(
+                        platform = event.platform.as_str(),
+                        channel = %event.channel,
+                        scope,
+                        "one-time code refused: hourly send cap reached"
+                    );
+                    self.metrics.link_code_capped(scope);
+                    return failed(LinkCodeFailure::TooManyCodes);
+                }
+                Ok(_) => {}
+                Err(_) => return failed(LinkCodeFailure::Unavailable),
+            }
         }
         let mut random = [0u8; 32];
         if getrandom::fill(&mut random).is_err() {

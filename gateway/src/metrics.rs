@@ -40,6 +40,11 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScopeLabel {
+    pub scope: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 0.1 ms .. ~3 s
     Histogram::new(exponential_buckets(0.0001, 2.5, 12))
@@ -67,6 +72,9 @@ pub struct Metrics {
     pub channels: Family<SourceLabel, Gauge>,
     /// Failed reloads of the run-time channels from the store.
     pub channel_refresh_failures: Counter,
+    /// One-time codes refused by the hourly send cap, by which cap
+    /// (`account`, `conversation`).
+    pub link_codes_capped: Family<ScopeLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -158,6 +166,12 @@ impl Metrics {
             "Failed reloads of run-time channels from the store",
             channel_refresh_failures.clone(),
         );
+        let link_codes_capped = Family::<ScopeLabel, Counter>::default();
+        registry.register(
+            "link_codes_capped",
+            "One-time codes refused by the hourly send cap, by cap",
+            link_codes_capped.clone(),
+        );
         Self {
             registry,
             webhooks,
@@ -173,6 +187,7 @@ impl Metrics {
             handoffs,
             channels,
             channel_refresh_failures,
+            link_codes_capped,
         }
     }
 
@@ -195,6 +210,12 @@ impl Metrics {
     pub fn dead_letter(&self, reason: &'static str) {
         self.dead_letters
             .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn link_code_capped(&self, scope: &'static str) {
+        self.link_codes_capped
+            .get_or_create(&ScopeLabel { scope })
             .inc();
     }
 

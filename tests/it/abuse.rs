@@ -1,8 +1,11 @@
 //! Abuse controls: a flooding sender gets one "slow down" and is otherwise
 //! ignored (the platform still gets its 200s); overlong text is cut; rotated
-//! secrets are accepted old and new during the change-over.
+//! secrets are accepted old and new during the change-over; one-time codes
+//! are capped per account and hour across replicas.
 
 use std::time::Duration;
+
+use switchboard_testkit::RedisServer;
 
 use crate::helpers::*;
 
@@ -126,6 +129,127 @@ phone_number_id = "15550009999"
             .await
             .status(),
         401
+    );
+    app.stop().await;
+}
+
+/// Waits until `chat` has been sent `count` messages, through any of the
+/// replicas (whichever holds the partition answers), and returns the last.
+async fn nth_reply(apps: &[&TestApp], chat: &str, count: usize) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut recorded: Vec<_> = apps.iter().flat_map(|app| app.fake.to_chat(chat)).collect();
+        recorded.sort_by_key(|r| r.at);
+        let texts: Vec<String> = recorded.iter().map(sent_text).collect();
+        if texts.len() >= count {
+            return texts[count - 1].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{chat} got {} replies, waited for {count}: {texts:#?}",
+            texts.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn one_time_codes_for_one_account_are_capped_per_hour_across_replicas() {
+    let server = RedisServer::start();
+    let store = format!(
+        "[store]\nurl = \"{}\"\nencryption_keys = [\"k1:q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=\"]\n",
+        server.url()
+    );
+    let replicas = [
+        spawn_app_with(&store, &[]).await,
+        spawn_app_with(&store, &[]).await,
+    ];
+    // A scammer asks for codes to the same account from new chats, on
+    // whichever replica the platform reaches: five are sent, then none.
+    let both = [&replicas[0], &replicas[1]];
+    let mut outcomes = Vec::new();
+    for n in 0..7_i64 {
+        let app = &replicas[usize::try_from(n % 2).unwrap()];
+        let chat = 7200 + n;
+        app.post_telegram("tg", Some(TG_SECRET), &telegram_text(chat, "verify me"))
+            .await;
+        nth_reply(&both, &chat.to_string(), 1).await;
+        app.post_telegram(
+            "tg",
+            Some(TG_SECRET),
+            &telegram_text(chat, "jane@example.com"),
+        )
+        .await;
+        outcomes.push(nth_reply(&both, &chat.to_string(), 2).await);
+    }
+    let sent = outcomes
+        .iter()
+        .filter(|t| t.contains("I've sent a 6-digit code"))
+        .count();
+    let capped = outcomes
+        .iter()
+        .filter(|t| t.contains("Too many codes have been asked for"))
+        .count();
+    assert_eq!((sent, capped), (5, 2), "{outcomes:#?}");
+    // The refused asker is offered a person instead.
+    assert!(outcomes[6].contains("in touch with a person"));
+    let mut capped_counted = 0;
+    for app in &replicas {
+        let metrics = app.admin_get("/metrics").await.text().await.unwrap();
+        capped_counted += metrics
+            .lines()
+            .filter_map(|line| {
+                line.strip_prefix("switchboard_link_codes_capped_total{scope=\"account\"} ")
+            })
+            .map(|value| value.parse::<u64>().unwrap())
+            .sum::<u64>();
+    }
+    assert_eq!(capped_counted, 2, "both refusals are counted");
+    for app in replicas {
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn one_chat_cannot_keep_asking_for_codes() {
+    let app = spawn_app().await;
+    let chat = 7300;
+    let mut replies = 0;
+    let mut outcomes = Vec::new();
+    // Ten codes per conversation and hour, whichever accounts; the account
+    // cap (five) comes first when it is one account, so alternate.
+    for n in 0..12 {
+        let identifier = if n % 2 == 0 {
+            "jane@example.com"
+        } else {
+            "max@example.org"
+        };
+        // While a code is awaited a new address asks for a new code; after
+        // a refusal the chat starts over.
+        let awaiting = outcomes
+            .last()
+            .is_some_and(|t: &String| t.contains("I've sent a 6-digit code"));
+        if !awaiting {
+            app.post_telegram("tg", Some(TG_SECRET), &telegram_text(chat, "verify me"))
+                .await;
+            replies += 1;
+            nth_reply(&[&app], &chat.to_string(), replies).await;
+        }
+        app.post_telegram("tg", Some(TG_SECRET), &telegram_text(chat, identifier))
+            .await;
+        replies += 1;
+        outcomes.push(nth_reply(&[&app], &chat.to_string(), replies).await);
+    }
+    let sent = outcomes
+        .iter()
+        .filter(|t| t.contains("I've sent a 6-digit code"))
+        .count();
+    assert_eq!(sent, 10, "{outcomes:#?}");
+    assert!(
+        outcomes[10..]
+            .iter()
+            .all(|t| t.contains("Too many codes have been asked for")),
+        "{outcomes:#?}"
     );
     app.stop().await;
 }

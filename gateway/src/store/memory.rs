@@ -61,6 +61,25 @@ impl MemoryStore {
         true
     }
 
+    pub fn count_in_window(&self, key: &str, window: Duration) -> u64 {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let count = inner
+            .live(key, now)
+            .and_then(|value| <[u8; 8]>::try_from(value.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes)
+            .saturating_add(1);
+        let expires = match inner.values.get(key) {
+            Some((_, expires)) if *expires > now => *expires,
+            _ => now + window,
+        };
+        inner
+            .values
+            .insert(key.to_owned(), (count.to_be_bytes().to_vec(), expires));
+        inner.wrote(now);
+        count
+    }
+
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         self.lock().live(key, Instant::now()).cloned()
     }

@@ -121,11 +121,25 @@ pub fn pending_link_key(conversation: &ConversationKey) -> String {
     format!("sb:v1:otp-pending:{{{conversation}}}")
 }
 
+/// Counts codes sent to one account in the current window.
+pub fn code_sends_account_key(account_id: &str) -> String {
+    format!("sb:v1:otp-sends:account:{account_id}")
+}
+
+/// Counts codes one conversation asked for in the current window.
+pub fn code_sends_conversation_key(conversation: &ConversationKey) -> String {
+    format!("sb:v1:otp-sends:conversation:{{{conversation}}}")
+}
+
 /// Every key that belongs to one conversation alone (all in its hash-tag
 /// slot), deleted by [`Store::erase_conversation`]. A new per-conversation
 /// key belongs here too.
 pub fn conversation_keys(conversation: &ConversationKey) -> Vec<String> {
-    vec![state_key(conversation), pending_link_key(conversation)]
+    vec![
+        state_key(conversation),
+        pending_link_key(conversation),
+        code_sends_conversation_key(conversation),
+    ]
 }
 
 /// The configured store. An enum rather than a trait object: two backends,
@@ -183,6 +197,16 @@ impl Store {
         match self {
             Store::Memory(store) => Ok(store.insert_if_absent(key, Vec::new(), ttl)),
             Store::Redis(store) => store.first_sighting(key, ttl).await,
+        }
+    }
+
+    /// Adds one to the counter `key` and returns the new count. The first
+    /// increment starts a window of `window`; the counter disappears when
+    /// it ends (a fixed window, not a sliding one). Atomic across replicas.
+    pub async fn count_in_window(&self, key: &str, window: Duration) -> StoreResult<u64> {
+        match self {
+            Store::Memory(store) => Ok(store.count_in_window(key, window)),
+            Store::Redis(store) => store.count_in_window(key, window).await,
         }
     }
 
@@ -426,6 +450,33 @@ mod conformance {
 
         check_channel_records(&store).await;
         check_concurrent_sightings(&store).await;
+        check_counting_in_a_window(&store).await;
+    }
+
+    async fn check_counting_in_a_window(store: &Store) {
+        let window = Duration::from_millis(400);
+        let mut handles = Vec::new();
+        for _ in 0..10 {
+            let store = store.clone();
+            handles.push(tokio::spawn(async move {
+                store.count_in_window("counted", window).await.unwrap()
+            }));
+        }
+        let mut counts = Vec::new();
+        for handle in handles {
+            counts.push(handle.await.unwrap());
+        }
+        counts.sort_unstable();
+        assert_eq!(counts, (1..=10).collect::<Vec<u64>>(), "no count lost");
+        // Later increments do not stretch the window.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(store.count_in_window("counted", window).await.unwrap(), 11);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(
+            store.count_in_window("counted", window).await.unwrap(),
+            1,
+            "a new window starts from one"
+        );
     }
 
     async fn check_channel_records(store: &Store) {

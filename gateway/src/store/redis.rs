@@ -416,6 +416,29 @@ impl RedisStore {
         Ok(set.is_some())
     }
 
+    /// `SET NX PX` starts the window only for the first increment, and
+    /// MULTI keeps the pair together, so the counter never outlives it.
+    pub async fn count_in_window(&self, key: &str, window: Duration) -> StoreResult<u64> {
+        let redis_key = self.key(key);
+        let mut pipeline = redis::pipe();
+        pipeline
+            .atomic()
+            .cmd("SET")
+            .arg(&redis_key)
+            .arg(0)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms(window))
+            .ignore()
+            .cmd("INCR")
+            .arg(&redis_key);
+        let mut connection = self.connection();
+        let (count,): (u64,) = self
+            .call("INCR", pipeline.query_async(&mut connection))
+            .await?;
+        Ok(count)
+    }
+
     pub async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         let redis_key = self.key(key);
         let mut connection = self.connection();

@@ -156,6 +156,15 @@ pub(super) fn on_link_failure(turn: &mut Turn<'_>, failure: LinkCodeFailure) {
             turn.state.dialogue = Dialogue::Idle;
             turn.say(turn.t(Text::LinkFailed));
         }
+        LinkCodeFailure::TooManyCodes => {
+            turn.state.pending_link = None;
+            turn.state.dialogue = Dialogue::Idle;
+            let options = vec![
+                ChoiceOption::new(turn.t(Text::OptionHuman), "INTENT:human_handoff"),
+                ChoiceOption::new(turn.t(Text::OptionMenu), "MENU"),
+            ];
+            turn.ask(turn.t(Text::LinkTooManyCodes), options);
+        }
         LinkCodeFailure::Code(LinkFailure::Wrong { remaining }) => {
             turn.say(turn.render(
                 Text::LinkWrongCode,
