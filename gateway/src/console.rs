@@ -57,34 +57,50 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .add((header::X_FRAME_OPTIONS, "DENY"))
                     .add((header::CACHE_CONTROL, "no-store")),
             )
-            .route("", web::get().to(redirect))
-            .route("/", web::get().to(page))
-            .route("/app.js", web::get().to(script))
-            .route("/app.css", web::get().to(style))
-            .route("/api/login", web::post().to(login))
-            .route("/api/session", web::get().to(session_info))
-            .route("/api/logout", web::post().to(logout))
-            .route("/api/queue", web::get().to(queue))
-            .route("/api/handoffs/{key}", web::get().to(record))
-            .route("/api/handoffs/{key}/events", web::get().to(events))
-            .route("/api/handoffs/{key}/reply", web::post().to(reply))
-            .route("/api/handoffs/{key}/hand-back", web::post().to(hand_back))
-            .route("/api/handoffs/{key}/close", web::post().to(close)),
+            .configure(console_routes)
+            .default_service(web::to(crate::routes::admin_fallback)),
     );
     // Bearer or signed; checked in the handler, so it sits outside the
     // bearer-only scope.
-    cfg.route("/admin/handoffs/{key}/reply", web::post().to(admin_reply));
+    cfg.configure(signed_routes);
 }
 
-/// Bearer-token routes, mounted inside the admin scope (`require_token`).
-pub fn admin_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/handoffs", web::get().to(admin_queue))
-        .route("/admin/handoffs/{key}", web::get().to(admin_record))
-        .route(
-            "/admin/handoffs/{key}/hand-back",
-            web::post().to(admin_hand_back),
-        )
-        .route("/admin/handoffs/{key}/close", web::post().to(admin_close));
+crate::routes::route_table! {
+    /// Inside the `/console` scope.
+    pub(crate) fn console_routes,
+    const CONSOLE_ROUTES = [
+        get "" => redirect,
+        get "/" => page,
+        get "/app.js" => script,
+        get "/app.css" => style,
+        post "/api/login" => login,
+        get "/api/session" => session_info,
+        post "/api/logout" => logout,
+        get "/api/queue" => queue,
+        get "/api/handoffs/{key}" => record,
+        get "/api/handoffs/{key}/events" => events,
+        post "/api/handoffs/{key}/reply" => reply,
+        post "/api/handoffs/{key}/hand-back" => hand_back,
+        post "/api/handoffs/{key}/close" => close,
+    ]
+}
+
+crate::routes::route_table! {
+    pub(crate) fn signed_routes,
+    const SIGNED_ROUTES = [
+        post "/admin/handoffs/{key}/reply" => admin_reply,
+    ]
+}
+
+crate::routes::route_table! {
+    /// Bearer-token routes, mounted inside the admin scope (`require_token`).
+    pub fn admin_routes,
+    const ADMIN_HANDOFF_ROUTES = [
+        get "/admin/handoffs" => admin_queue,
+        get "/admin/handoffs/{key}" => admin_record,
+        post "/admin/handoffs/{key}/hand-back" => admin_hand_back,
+        post "/admin/handoffs/{key}/close" => admin_close,
+    ]
 }
 
 // ------------------------------------------------------------------ pages

@@ -28,6 +28,7 @@ pub mod queue;
 pub mod ratelimit;
 pub mod registry;
 pub mod request_id;
+pub mod routes;
 pub mod sandbox;
 pub mod sender;
 pub mod simulate;

@@ -751,8 +751,14 @@ impl Worker {
     }
 
     /// Over the limit: the platform already got its 200; the customer gets
-    /// one "slow down" per minute and the rest is dropped.
+    /// one "slow down" per minute (none while a person has the
+    /// conversation) and the rest is dropped.
     async fn slow_down(&self, event: &InboundEvent) -> Result<&'static str, ProcessError> {
+        // A person has the conversation: the bot stays silent even here,
+        // or the agent's customer would hear from a bot mid-conversation.
+        if self.handoffs.record(&event.conversation).await?.is_some() {
+            return Ok("rate_limited");
+        }
         let marker = format!("sb:v1:slowdown:{}", event_digest_of_conversation(event));
         if self
             .store

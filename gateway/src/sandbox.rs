@@ -2,9 +2,13 @@
 //! the demo (`/sandbox/{platform}/...` on the public listener, loopback
 //! only). The sender's real HTTP requests land here and are answered the way
 //! the platform would; `switchboard chat` reads them back from
-//! `GET /sandbox/messages`.
+//! `GET /sandbox/messages`. It also plays the registration calls
+//! (`getMe`, `setWebhook`, `getWebhookInfo`, `deleteWebhook`, Graph
+//! `subscribed_apps`), so `switchboard channels add/check/remove` can be
+//! rehearsed against the demo; those are remembered, not listed as
+//! messages (their bodies hold secrets).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -12,12 +16,15 @@ use std::time::Duration;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sha2::Digest;
 use tokio::sync::Notify;
 
 use crate::startup::AppState;
 
 const KEEP: usize = 10_000;
-const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Longest a `GET /sandbox/messages` long-poll waits; `switchboard chat`
+/// simply polls again.
+const MAX_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SandboxMessage {
@@ -35,6 +42,18 @@ pub struct Sandbox {
     messages: Mutex<VecDeque<SandboxMessage>>,
     seq: AtomicU64,
     arrived: Notify,
+    /// Telegram webhooks set, by a digest of the bot's path segment (the
+    /// token itself is not kept).
+    webhooks: Mutex<HashMap<String, Value>>,
+    /// Graph objects (Page, WhatsApp Business Account) with the app
+    /// subscribed, and the fields it asked for.
+    subscriptions: Mutex<HashMap<String, Vec<String>>>,
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Sandbox {
@@ -91,14 +110,34 @@ fn json_body(body: &web::Bytes) -> Value {
     serde_json::from_slice(body).unwrap_or(Value::Null)
 }
 
+crate::routes::route_table! {
+    /// Mounted on the public listener only when `sandbox` is on.
+    pub fn routes,
+    const SANDBOX_ROUTES = [
+        get "/sandbox/messages" => messages,
+        post "/sandbox/telegram/{bot}/{method}" => telegram,
+        post "/sandbox/messenger/{object}/subscribed_apps" => graph_subscribe,
+        post "/sandbox/messenger/{path:.*}" => messenger,
+        get "/sandbox/messenger/{object}/subscribed_apps" => graph_read,
+        delete "/sandbox/messenger/{object}/subscribed_apps" => graph_delete,
+        post "/sandbox/whatsapp/{object}/subscribed_apps" => graph_subscribe,
+        post "/sandbox/whatsapp/{path:.*}" => whatsapp,
+        get "/sandbox/whatsapp/{object}/subscribed_apps" => graph_read,
+        delete "/sandbox/whatsapp/{object}/subscribed_apps" => graph_delete,
+    ]
+}
+
 /// `POST /sandbox/telegram/bot{token}/{method}`
 pub async fn telegram(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let (_bot, method) = path.into_inner();
+    let (bot, method) = path.into_inner();
     let body = json_body(&body);
+    if let Some(result) = state.sandbox.telegram_registration(&bot, &method, &body) {
+        return HttpResponse::Ok().json(json!({"ok": true, "result": result}));
+    }
     let chat = id_text(body.get("chat_id"));
     let seq = state
         .sandbox
@@ -113,6 +152,109 @@ pub async fn telegram(
         _ => Value::Bool(true),
     };
     HttpResponse::Ok().json(json!({"ok": true, "result": result}))
+}
+
+impl Sandbox {
+    /// Answers Telegram's registration methods; `None` for anything else.
+    fn telegram_registration(&self, bot: &str, method: &str, body: &Value) -> Option<Value> {
+        let key = hex::encode(&sha2::Sha256::digest(bot.as_bytes())[..12]);
+        match method {
+            "getMe" => {
+                // `bot123456:ABC...`: the id is the token's first part.
+                let id = bot
+                    .trim_start_matches("bot")
+                    .split(':')
+                    .next()
+                    .and_then(|id| id.parse::<i64>().ok())
+                    .unwrap_or(1);
+                Some(json!({
+                    "id": id,
+                    "is_bot": true,
+                    "first_name": "Switchboard sandbox",
+                    "username": "switchboard_sandbox_bot",
+                    "can_join_groups": false,
+                    "can_read_all_group_messages": false,
+                    "supports_inline_queries": false,
+                }))
+            }
+            "setWebhook" => {
+                let info = json!({
+                    "url": body.get("url").cloned().unwrap_or_else(|| json!("")),
+                    "max_connections": body.get("max_connections").cloned().unwrap_or_else(|| json!(40)),
+                    "allowed_updates": body.get("allowed_updates").cloned().unwrap_or_else(|| json!([])),
+                });
+                locked(&self.webhooks).insert(key, info);
+                Some(Value::Bool(true))
+            }
+            "getWebhookInfo" => {
+                let mut info = locked(&self.webhooks)
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_else(|| json!({"url": ""}));
+                if let Some(info) = info.as_object_mut() {
+                    info.insert("has_custom_certificate".into(), json!(false));
+                    info.insert("pending_update_count".into(), json!(0));
+                }
+                Some(info)
+            }
+            "deleteWebhook" => {
+                locked(&self.webhooks).remove(&key);
+                Some(Value::Bool(true))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn graph_error(message: &str) -> HttpResponse {
+    HttpResponse::BadRequest().json(json!({"error": {
+        "message": message,
+        "type": "GraphMethodException",
+        "code": 100,
+    }}))
+}
+
+/// `POST /sandbox/{messenger,whatsapp}/{object}/subscribed_apps`
+pub async fn graph_subscribe(
+    state: web::Data<AppState>,
+    object: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    if !crate::channels::platform_api::is_graph_id(&object) {
+        return graph_error("the object id must be numeric, as Meta's are");
+    }
+    let fields = json_body(&body)
+        .get("subscribed_fields")
+        .and_then(Value::as_str)
+        .map(|fields| fields.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    locked(&state.sandbox.subscriptions).insert(object.into_inner(), fields);
+    HttpResponse::Ok().json(json!({"success": true}))
+}
+
+/// `GET /sandbox/{messenger,whatsapp}/{object}/subscribed_apps`
+pub async fn graph_read(state: web::Data<AppState>, object: web::Path<String>) -> HttpResponse {
+    if !crate::channels::platform_api::is_graph_id(&object) {
+        return graph_error("the object id must be numeric, as Meta's are");
+    }
+    let data = match locked(&state.sandbox.subscriptions).get(object.as_str()) {
+        Some(fields) => json!([{
+            "id": "1",
+            "name": "Switchboard sandbox",
+            "subscribed_fields": fields,
+        }]),
+        None => json!([]),
+    };
+    HttpResponse::Ok().json(json!({"data": data}))
+}
+
+/// `DELETE /sandbox/{messenger,whatsapp}/{object}/subscribed_apps`
+pub async fn graph_delete(state: web::Data<AppState>, object: web::Path<String>) -> HttpResponse {
+    if !crate::channels::platform_api::is_graph_id(&object) {
+        return graph_error("the object id must be numeric, as Meta's are");
+    }
+    locked(&state.sandbox.subscriptions).remove(object.as_str());
+    HttpResponse::Ok().json(json!({"success": true}))
 }
 
 /// `POST /sandbox/messenger/{path}`

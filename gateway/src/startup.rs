@@ -251,31 +251,12 @@ impl Application {
             let mut app = App::new()
                 .app_data(public_state.clone())
                 .wrap(from_fn(crate::request_id::middleware))
-                .route("/healthz", web::get().to(webhook::healthz))
-                .route(
-                    "/webhooks/{platform}/{channel}",
-                    web::get().to(webhook::handshake),
-                )
-                .route(
-                    "/webhooks/{platform}/{channel}",
-                    web::post().to(webhook::receive),
-                );
+                .configure(webhook::public_routes)
+                .default_service(web::to(crate::routes::public_fallback));
             if sandbox_on {
                 app = app
                     .app_data(web::PayloadConfig::new(1 << 20))
-                    .route("/sandbox/messages", web::get().to(sandbox::messages))
-                    .route(
-                        "/sandbox/telegram/{bot}/{method}",
-                        web::post().to(sandbox::telegram),
-                    )
-                    .route(
-                        "/sandbox/messenger/{path:.*}",
-                        web::post().to(sandbox::messenger),
-                    )
-                    .route(
-                        "/sandbox/whatsapp/{path:.*}",
-                        web::post().to(sandbox::whatsapp),
-                    );
+                    .configure(sandbox::routes);
             }
             app
         })
@@ -306,19 +287,8 @@ impl Application {
                         .app_data(admin_registrar.clone())
                         .configure(crate::console::admin_routes)
                         .configure(crate::channels::admin_api::routes)
-                        .route("/readyz", web::get().to(admin::readyz))
-                        .route("/metrics", web::get().to(admin::metrics))
-                        .route("/admin/channels", web::get().to(admin::channels))
-                        .route("/admin/dead-letters", web::get().to(admin::dead_letters))
-                        .route(
-                            "/admin/conversations/{key}",
-                            web::get().to(admin::conversation),
-                        )
-                        .route(
-                            "/admin/conversations/{key}",
-                            web::delete().to(admin::erase_conversation),
-                        )
-                        .route("/admin/dev-outbox", web::get().to(admin::dev_outbox)),
+                        .configure(admin::routes)
+                        .default_service(web::to(crate::routes::admin_fallback)),
                 )
         })
         .disable_signals()

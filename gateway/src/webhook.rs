@@ -75,6 +75,16 @@ fn text(status: actix_web::http::StatusCode, body: &'static str) -> HttpResponse
         .body(body)
 }
 
+crate::routes::route_table! {
+    /// The public listener's own routes (the sandbox adds its own).
+    pub fn public_routes,
+    const PUBLIC_ROUTES = [
+        get "/healthz" => healthz,
+        get "/webhooks/{platform}/{channel}" => handshake,
+        post "/webhooks/{platform}/{channel}" => receive,
+    ]
+}
+
 /// `GET /webhooks/{platform}/{channel}`: Meta's subscription handshake.
 pub async fn handshake(
     state: web::Data<AppState>,

@@ -318,6 +318,41 @@ async fn close_ends_the_hand_off_without_the_bot_speaking() {
 }
 
 #[tokio::test]
+async fn a_customer_flooding_a_handed_off_chat_gets_no_slow_down_from_the_bot() {
+    let app = spawn_app_with(
+        "",
+        &[
+            ("SWITCHBOARD__ABUSE__SENDER_MESSAGES_PER_MINUTE", "1"),
+            ("SWITCHBOARD__ABUSE__SENDER_BURST", "2"),
+        ],
+    )
+    .await;
+    let chat = fastrand::i64(10_000..1_000_000);
+    let conversation = format!("telegram:tg:{chat}");
+    say(&app, chat, "Cy", "I want to talk to a human").await;
+    wait_for_handoff(&app, &conversation).await;
+    let before = texts_to(&app, chat);
+    for n in 0..8 {
+        let response = app
+            .post_telegram(
+                "tg",
+                Some(TG_SECRET),
+                &telegram_from(chat, "Cy", &format!("hello?? {n}")),
+            )
+            .await;
+        assert_eq!(response.status(), 200, "the platform still gets its 200");
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    settle(&app).await;
+    assert_eq!(
+        texts_to(&app, chat),
+        before,
+        "the bot spoke in a conversation a person has"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn console_sessions_need_a_known_token_the_cookie_and_the_csrf_token() {
     let app = spawn_app_with(&read_only_config(), &[]).await;
     let url = |path: &str| format!("{}/console/api{path}", app.admin);

@@ -14,11 +14,13 @@ use serde_json::json;
 
 use super::{AddChannel, Failure, Registrar, RemoveOptions};
 
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route("/admin/channels", web::post().to(add))
-        .route("/admin/channels/{id}/check", web::get().to(check))
-        .route("/admin/channels/{id}", web::delete().to(remove));
+crate::routes::route_table! {
+    pub fn routes,
+    const CHANNEL_ROUTES = [
+        post "/admin/channels" => add,
+        get "/admin/channels/{id}/check" => check,
+        delete "/admin/channels/{id}" => remove,
+    ]
 }
 
 fn failure(failure: &Failure) -> HttpResponse {

@@ -239,7 +239,7 @@ pub struct AddChannel {
     pub replace: bool,
     #[serde(default)]
     pub bot_token: Option<SecretString>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub max_connections: Option<u32>,
     #[serde(default)]
     pub drop_pending_updates: bool,
@@ -267,6 +267,43 @@ pub struct AddChannel {
 
 fn yes() -> bool {
     true
+}
+
+/// A token sent as `Authorization: Bearer ...`: Meta's are printable
+/// ASCII, and anything else could not be sent in a header at all, so it is
+/// refused here (400) rather than failing at the first call (502).
+fn bearer_token(field: &'static str, token: &SecretString) -> Result<(), RegistrationError> {
+    let value = token.expose_secret();
+    if (1..=4096).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            "must be the token exactly as Meta shows it: 1-4096 printable ASCII characters, no spaces",
+        ))
+    }
+}
+
+/// JSON has one number type: `40.0` is as much an integer as `40` (JSON
+/// Schema agrees, and some clients print every number with a fraction).
+fn whole_number<'de, D>(deserializer: D) -> Result<Option<u32>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
+            // In range and whole, so the cast is exact.
+            .map(|f| f as u64)
+    });
+    whole
+        .and_then(|n| u32::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom("must be a whole number between 0 and 4294967295"))
 }
 
 /// `DELETE /admin/channels/{id}` options.
@@ -592,6 +629,7 @@ impl Registrar {
                     "is required for a messenger channel: a Page access token (Messenger > Settings > Access tokens)",
                 )
             })?;
+            bearer_token("page_access_token", &page_access_token)?;
             let page_id = request
                 .page_id
                 .filter(|p| is_graph_id(p))
@@ -611,6 +649,7 @@ impl Registrar {
                     "is required for a whatsapp channel: a system-user access token with whatsapp_business_messaging",
                 )
             })?;
+            bearer_token("access_token", &access_token)?;
             let phone_number_id = request
                 .phone_number_id
                 .filter(|p| is_graph_id(p))
@@ -1117,6 +1156,23 @@ pub fn spawn_refresher(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_connections_may_be_written_with_a_fraction_that_is_zero() {
+        // Found by the API scan: JSON Schema calls 40.0 an integer.
+        let parse = |n: &str| {
+            serde_json::from_str::<AddChannel>(&format!(
+                r#"{{"platform": "telegram", "id": "t", "max_connections": {n}}}"#
+            ))
+            .map(|request| request.max_connections)
+        };
+        assert_eq!(parse("40").unwrap(), Some(40));
+        assert_eq!(parse("40.0").unwrap(), Some(40));
+        assert_eq!(parse("null").unwrap(), None);
+        for bad in ["40.5", "-1", "4294967296", "1e300", "\"40\""] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn public_urls_must_be_plain_https() {
