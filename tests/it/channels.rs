@@ -493,6 +493,23 @@ async fn bad_registrations_say_what_to_fix_and_never_echo_a_secret() {
             400,
             "unknown field `bot_tokn`",
         ),
+        // Found by the API scan: a token that cannot be sent in a header
+        // failed at the first platform call with a 502.
+        (
+            json!({"platform": "whatsapp", "id": "x", "app_secret": "s", "access_token": "SECRET6 \u{ff}", "phone_number_id": "1", "waba_id": "2", "public_url": PUBLIC}),
+            400,
+            "access_token must be the token exactly as Meta shows it",
+        ),
+        (
+            json!({"platform": "messenger", "id": "x", "app_secret": "s", "page_access_token": "SECRET7\n", "page_id": "1", "public_url": PUBLIC}),
+            400,
+            "page_access_token must be the token exactly as Meta shows it",
+        ),
+        (
+            json!({"platform": "telegram", "id": "x", "bot_token": NEW_TG_TOKEN, "max_connections": 400.0, "public_url": PUBLIC}),
+            400,
+            "max_connections must be between 1 and 100",
+        ),
     ];
     for (body, status, message) in cases {
         let (got, answer) = post_channel(&app, &body).await;
@@ -508,6 +525,8 @@ async fn bad_registrations_say_what_to_fix_and_never_echo_a_secret() {
             "SECRET3",
             "SECRET4",
             "SECRET5",
+            "SECRET6",
+            "SECRET7",
             NEW_TG_TOKEN,
         ] {
             assert!(!text.contains(secret), "{secret} echoed: {text}");

@@ -320,3 +320,172 @@ async fn a_full_inbox_answers_503_with_retry_after_and_the_retry_is_processed_la
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn other_methods_on_a_served_path_get_405_with_allow_and_unknown_paths_404() {
+    // Found by the API scan: actix answered 404 for TRACE /healthz.
+    let app = spawn_app().await;
+    let cases = [
+        (&app.public, "TRACE", "/healthz", 405, Some("GET")),
+        (
+            &app.public,
+            "PUT",
+            "/webhooks/telegram/tg",
+            405,
+            Some("GET, POST"),
+        ),
+        (&app.public, "GET", "/no/such/route", 404, None),
+        (&app.admin, "POST", "/readyz", 405, Some("GET")),
+        (
+            &app.admin,
+            "PATCH",
+            "/admin/conversations/telegram:tg:1",
+            405,
+            Some("GET, DELETE"),
+        ),
+        (&app.admin, "GET", "/console/api/login", 405, Some("POST")),
+        (&app.admin, "GET", "/admin/nothing-here", 404, None),
+    ];
+    for (base, method, path, status, allow) in cases {
+        let response = app
+            .client
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{method} {path}");
+        assert_eq!(
+            response
+                .headers()
+                .get("allow")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .as_deref(),
+            allow,
+            "{method} {path}"
+        );
+    }
+    // Without a token the admin listener still says nothing about routes.
+    let response = app
+        .client
+        .post(format!("{}/readyz", app.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_sandbox_plays_the_registration_calls_without_keeping_secrets_in_its_log() {
+    // Found by the API scan: `channels add` against the demo's sandbox got
+    // a 502, because it answered getMe with `true` and had no Graph GET.
+    let app = spawn_app_with("[sandbox]\nenabled = true\n", &[]).await;
+    let call = |method: &str, path: &str, body: Option<serde_json::Value>| {
+        let mut request = app.client.request(
+            method.parse().unwrap(),
+            format!("{}/sandbox/{path}", app.public),
+        );
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send()
+    };
+    let tg = "telegram/bot4242:SANDBOX-TOKEN";
+    let me: serde_json::Value = call("POST", &format!("{tg}/getMe"), None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["result"]["id"], 4242);
+    assert_eq!(me["result"]["is_bot"], true);
+    let set = call(
+        "POST",
+        &format!("{tg}/setWebhook"),
+        Some(json!({"url": "https://bot.example.com/webhooks/telegram/x", "secret_token": "HOOK-SECRET", "max_connections": 7})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(set.status(), 200);
+    let info: serde_json::Value = call("POST", &format!("{tg}/getWebhookInfo"), None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        info["result"]["url"],
+        "https://bot.example.com/webhooks/telegram/x"
+    );
+    assert_eq!(info["result"]["max_connections"], 7);
+    call("POST", &format!("{tg}/deleteWebhook"), None)
+        .await
+        .unwrap();
+    let info: serde_json::Value = call("POST", &format!("{tg}/getWebhookInfo"), None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["result"]["url"], "");
+
+    for platform in ["messenger", "whatsapp"] {
+        let apps = |app: serde_json::Value| app["data"].as_array().unwrap().len();
+        let before: serde_json::Value =
+            call("GET", &format!("{platform}/1055/subscribed_apps"), None)
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        assert_eq!(apps(before), 0);
+        let subscribed = call(
+            "POST",
+            &format!("{platform}/1055/subscribed_apps"),
+            Some(json!({"subscribed_fields": "messages,messaging_postbacks"})),
+        )
+        .await
+        .unwrap();
+        assert_eq!(subscribed.status(), 200);
+        let after: serde_json::Value =
+            call("GET", &format!("{platform}/1055/subscribed_apps"), None)
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        assert_eq!(
+            after["data"][0]["subscribed_fields"][1],
+            "messaging_postbacks"
+        );
+        call("DELETE", &format!("{platform}/1055/subscribed_apps"), None)
+            .await
+            .unwrap();
+        let gone: serde_json::Value =
+            call("GET", &format!("{platform}/1055/subscribed_apps"), None)
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        assert_eq!(apps(gone), 0);
+        let bad = call("GET", &format!("{platform}/page-x/subscribed_apps"), None)
+            .await
+            .unwrap();
+        assert_eq!(bad.status(), 400);
+    }
+    // None of that is a message, and no token or secret shows.
+    let log = call("GET", "messages", None)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !log.contains("HOOK-SECRET") && !log.contains("SANDBOX-TOKEN"),
+        "{log}"
+    );
+    assert!(!log.contains("setWebhook"), "{log}");
+    app.stop().await;
+}
