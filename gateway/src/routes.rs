@@ -231,6 +231,61 @@ pub async fn admin_fallback(req: HttpRequest) -> HttpResponse {
     fallback(Listener::Admin, &req)
 }
 
+/// Query strings that do not fit a handler's parameters: a JSON 400 like
+/// every other refusal, instead of actix's plain text.
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|error, _req| {
+        let answer = HttpResponse::BadRequest().json(serde_json::json!({
+            "error": "invalid query string",
+            "detail": error.to_string(),
+            "hint": "see GET /admin/openapi.json for the parameters and their ranges",
+        }));
+        actix_web::error::InternalError::from_response(error, answer).into()
+    })
+}
+
+/// JSON bodies that do not fit: a JSON 400 (413 when too large). serde's
+/// own message can quote a value, and a console form carries a token, so
+/// only the kind of error and where it is are told.
+pub fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default().error_handler(|error, _req| {
+        use actix_web::error::JsonPayloadError;
+        let (status, detail) = match &error {
+            JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => (
+                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "the body is too large".to_owned(),
+            ),
+            JsonPayloadError::ContentType => (
+                actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send Content-Type: application/json".to_owned(),
+            ),
+            JsonPayloadError::Deserialize(inner) | JsonPayloadError::Serialize(inner) => {
+                let kind = match inner.classify() {
+                    serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                        "the body is not valid JSON"
+                    }
+                    serde_json::error::Category::Data | serde_json::error::Category::Io => {
+                        "the body has a missing, unknown or mistyped field"
+                    }
+                };
+                (
+                    actix_web::http::StatusCode::BAD_REQUEST,
+                    format!("{kind} (line {}, column {})", inner.line(), inner.column()),
+                )
+            }
+            _ => (
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "the body could not be read".to_owned(),
+            ),
+        };
+        let answer = HttpResponse::build(status).json(serde_json::json!({
+            "error": "invalid body",
+            "detail": detail,
+        }));
+        actix_web::error::InternalError::from_response(error, answer).into()
+    })
+}
+
 /// `GET /admin/openapi.json`.
 pub async fn document() -> HttpResponse {
     HttpResponse::Ok()

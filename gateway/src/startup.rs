@@ -250,6 +250,8 @@ impl Application {
         let public = HttpServer::new(move || {
             let mut app = App::new()
                 .app_data(public_state.clone())
+                .app_data(crate::routes::query_config())
+                .app_data(crate::routes::json_config())
                 .wrap(from_fn(crate::request_id::middleware))
                 .configure(webhook::public_routes)
                 .default_service(web::to(crate::routes::public_fallback));
@@ -277,6 +279,8 @@ impl Application {
         let admin = HttpServer::new(move || {
             App::new()
                 .app_data(admin_state.clone())
+                .app_data(crate::routes::query_config())
+                .app_data(crate::routes::json_config())
                 .app_data(admin_handoffs.clone())
                 // The console signs in with a cookie: before the bearer scope.
                 .configure(crate::console::routes)

@@ -250,3 +250,46 @@ async fn the_api_document_is_served_to_admins_and_names_both_listeners() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn malformed_queries_and_bodies_get_json_answers_that_quote_nothing() {
+    // Found by the API scan: a `limit` past u64 got actix's plain text.
+    let app = spawn_app().await;
+    let huge = app
+        .admin_get("/admin/dead-letters?limit=99999999999999999999999999")
+        .await;
+    assert_eq!(huge.status(), 400);
+    let answer: serde_json::Value = huge.json().await.unwrap();
+    assert_eq!(answer["error"], "invalid query string", "{answer}");
+    assert_eq!(
+        app.admin_get("/admin/dead-letters?limit=5000")
+            .await
+            .status(),
+        200,
+        "large but representable limits are clamped"
+    );
+    let login = |body: &'static str, content_type: &'static str| {
+        app.client
+            .post(format!("{}/console/api/login", app.admin))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let wrong_type = login(r#"{"token": "SECRET-IN-FORM"}"#, "text/plain")
+        .await
+        .unwrap();
+    assert_eq!(wrong_type.status(), 415);
+    let answer: serde_json::Value = wrong_type.json().await.unwrap();
+    assert_eq!(answer["error"], "invalid body");
+    for body in [
+        r#"{"token": "SECRET-IN-FORM""#,
+        r#"{"token": ["SECRET-IN-FORM"]}"#,
+    ] {
+        let response = login(body, "application/json").await.unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains("invalid body"), "{text}");
+        assert!(!text.contains("SECRET-IN-FORM"), "{text}");
+    }
+    app.stop().await;
+}
