@@ -68,6 +68,11 @@ pub enum Input {
     Effect(EffectResult),
     /// A person ended the hand-off (admin API); the bot answers again.
     HandoffEnded,
+    /// A person takes the conversation over without the bot having handed
+    /// it off: the bot falls silent (saying nothing) and asks for the
+    /// hand-off record with [`Effect::Handoff`]. Untouched when a person
+    /// already has it.
+    AgentTookOver,
 }
 
 /// The outcome of one step. `state` replaces the stored state (the gateway
@@ -229,6 +234,11 @@ impl Assistant {
             Input::HandoffEnded => {
                 let mut turn = Turn::new(self, ctx, state);
                 flows::on_handoff_ended(&mut turn);
+                turn.finish()
+            }
+            Input::AgentTookOver => {
+                let mut turn = Turn::new(self, ctx, state);
+                flows::on_agent_took_over(&mut turn);
                 turn.finish()
             }
         }

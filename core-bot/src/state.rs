@@ -151,6 +151,8 @@ pub enum HandoffReason {
     NotUnderstood,
     /// Verification was locked or failed.
     Verification,
+    /// A person took the conversation over unasked (console or admin API).
+    Agent,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use switchboard_core::model::{
     ChoiceStyle, EventKind, Location, Media, MediaKind, Membership, Message, MessageContent,
     OrderItem, OutboundBody, PayloadEvent, PayloadKind, Reaction, Receipt, ReceiptKind, Referral,
 };
-use switchboard_core::state::{ConversationState, Dialogue};
+use switchboard_core::state::{ConversationState, Dialogue, HandoffReason};
 use switchboard_core::{Effect, Input};
 
 #[test]
@@ -396,6 +396,33 @@ fn hand_off_silences_the_bot_until_it_ends() {
     assert!(all_text(&step.replies).contains("back with the Demo Outfitters assistant"));
     assert!(!chat.state.is_handed_off());
     assert!(!chat.say("opening hours downtown").is_empty());
+}
+
+#[test]
+fn an_agent_can_take_over_mid_dialogue_and_the_bot_falls_silent() {
+    let world = World::new();
+    let mut chat = world.chat(1, "u1");
+    chat.say("is the blue jacket in stock?");
+    let step = chat.step(&Input::AgentTookOver);
+    assert!(step.replies.is_empty(), "the bot says nothing: {step:?}");
+    assert!(chat.state.is_handed_off());
+    let [Effect::Handoff { summary }] = step.effects.as_slice() else {
+        panic!("one hand-off record asked for: {:?}", step.effects);
+    };
+    assert_eq!(summary.reason, HandoffReason::Agent);
+    assert!(
+        summary
+            .transcript
+            .iter()
+            .any(|line| line.text.contains("blue jacket"))
+    );
+    assert!(chat.say("size M please").is_empty());
+    // Taking over twice changes nothing and opens no second record.
+    let again = chat.step(&Input::AgentTookOver);
+    assert!(again.replies.is_empty() && again.effects.is_empty());
+    let step = chat.step(&Input::HandoffEnded);
+    assert!(!step.replies.is_empty());
+    assert!(!chat.state.is_handed_off());
 }
 
 #[test]

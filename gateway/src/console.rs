@@ -82,6 +82,7 @@ crate::routes::route_table! {
         post "/api/handoffs/{key}/reply" => reply,
         post "/api/handoffs/{key}/hand-back" => hand_back,
         post "/api/handoffs/{key}/close" => close,
+        post "/api/handoffs/{key}/take" => take,
     ]
 }
 
@@ -100,6 +101,7 @@ crate::routes::route_table! {
         get "/admin/handoffs/{key}" => admin_record,
         post "/admin/handoffs/{key}/hand-back" => admin_hand_back,
         post "/admin/handoffs/{key}/close" => admin_close,
+        post "/admin/handoffs/{key}/take" => admin_take,
     ]
 }
 
@@ -591,6 +593,56 @@ async fn close(
     act(&state, &desk, &path, &session.name, "close", None).await
 }
 
+async fn take(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    desk: web::Data<HandoffDesk>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let session = match acting_session(&req, &state).await {
+        Ok(session) => session,
+        Err(response) => return *response,
+    };
+    info!(target: "switchboard::audit", agent = %session.name, action = "take", "console action");
+    take_over(&state, &desk, &path, &session.name).await
+}
+
+/// Queues a take-over of a conversation the bot has: 404 when there is no
+/// such conversation, 409 when a person has it already.
+async fn take_over(state: &AppState, desk: &HandoffDesk, raw: &str, agent: &str) -> HttpResponse {
+    let key = match parse_key(raw) {
+        Ok(key) => key,
+        Err(response) => return *response,
+    };
+    match desk.record(&key).await {
+        Ok(Some(_)) => {
+            return error(
+                StatusCode::CONFLICT,
+                "a person has this conversation already",
+            );
+        }
+        Ok(None) => {}
+        Err(_) => return store_down(),
+    }
+    match state.store.get(&crate::store::state_key(&key)).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return error(StatusCode::NOT_FOUND, "no such conversation"),
+        Err(_) => return store_down(),
+    }
+    let Some(id) = control_id() else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "no randomness");
+    };
+    submit(
+        state,
+        Control::TakeOver {
+            conversation: key,
+            id,
+            agent: agent.to_owned(),
+        },
+    )
+    .await
+}
+
 // ------------------------------------------------------- bearer / signed
 
 async fn admin_queue(desk: web::Data<HandoffDesk>) -> HttpResponse {
@@ -625,6 +677,15 @@ async fn admin_close(
     path: web::Path<String>,
 ) -> HttpResponse {
     act(&state, &desk, &path, &admin_name(&req), "close", None).await
+}
+
+async fn admin_take(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    desk: web::Data<HandoffDesk>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    take_over(&state, &desk, &path, &admin_name(&req)).await
 }
 
 /// An agent reply from a tool or help desk: an operator bearer token, or

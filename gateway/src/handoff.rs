@@ -287,7 +287,26 @@ impl HandoffDesk {
         summary: &HandoffSummary,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let conversation = &event.conversation;
+        let last_customer_ms = event
+            .is_from_customer()
+            .then_some(if event.timestamp_ms > 0 {
+                event.timestamp_ms
+            } else {
+                now_ms
+            });
+        self.open_for(&event.conversation, last_customer_ms, summary, now_ms)
+            .await
+    }
+
+    /// [`HandoffDesk::open`] without an event: a person took the
+    /// conversation over. `last_customer_ms` decides the reply window.
+    pub async fn open_for(
+        &self,
+        conversation: &ConversationKey,
+        last_customer_ms: Option<i64>,
+        summary: &HandoffSummary,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         let transcript: Vec<Line> = summary
             .transcript
             .iter()
@@ -311,8 +330,8 @@ impl HandoffDesk {
             .map(|line| mask(&line.text));
         let entry = QueueEntry {
             conversation: conversation.to_string(),
-            platform: event.platform.as_str().to_owned(),
-            channel: event.channel.to_string(),
+            platform: conversation.platform.as_str().to_owned(),
+            channel: conversation.channel.to_string(),
             started_ms: now_ms,
             reason: summary.reason,
             customer_name: summary.customer_name.clone(),
@@ -322,13 +341,7 @@ impl HandoffDesk {
         };
         let record = HandoffRecord {
             entry: entry.clone(),
-            last_customer_ms: event
-                .is_from_customer()
-                .then_some(if event.timestamp_ms > 0 {
-                    event.timestamp_ms
-                } else {
-                    now_ms
-                }),
+            last_customer_ms,
             transcript,
             version: 1,
         };
@@ -342,7 +355,7 @@ impl HandoffDesk {
             });
             tokio::spawn(deliver(webhook.clone(), payload, self.metrics.clone()));
         }
-        info!(platform = event.platform.as_str(), channel = %event.channel, reason = ?summary.reason, "conversation handed off to a person");
+        info!(platform = conversation.platform.as_str(), channel = %conversation.channel, reason = ?summary.reason, "conversation handed off to a person");
         self.metrics.handoffs.inc();
         Ok(())
     }

@@ -11,14 +11,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use switchboard_core::assistant::{Assistant, Input, StepContext};
+use switchboard_core::assistant::{Assistant, Effect, Input, StepContext};
 use switchboard_core::state::ConversationState;
 use switchboard_core::texts::Text;
 use switchboard_model::{
     ConversationKey, EventKind, InboundEvent, MessageContent, OutboundBody, OutboundMessage,
     Platform, StatusKind,
 };
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::AbuseSettings;
 use crate::effects::EffectRunner;
@@ -88,6 +88,12 @@ pub enum Control {
         id: String,
         agent: String,
     },
+    /// A person takes a conversation the bot has not handed off.
+    TakeOver {
+        conversation: ConversationKey,
+        id: String,
+        agent: String,
+    },
 }
 
 impl Control {
@@ -95,7 +101,8 @@ impl Control {
         match self {
             Control::AgentReply { conversation, .. }
             | Control::HandBack { conversation, .. }
-            | Control::Close { conversation, .. } => conversation,
+            | Control::Close { conversation, .. }
+            | Control::TakeOver { conversation, .. } => conversation,
         }
     }
 
@@ -103,7 +110,8 @@ impl Control {
         match self {
             Control::AgentReply { id, .. }
             | Control::HandBack { id, .. }
-            | Control::Close { id, .. } => id,
+            | Control::Close { id, .. }
+            | Control::TakeOver { id, .. } => id,
         }
     }
 
@@ -112,6 +120,7 @@ impl Control {
             Control::AgentReply { .. } => "agent_reply",
             Control::HandBack { .. } => "hand_back",
             Control::Close { .. } => "close",
+            Control::TakeOver { .. } => "take_over",
         }
     }
 }
@@ -667,6 +676,48 @@ impl Worker {
                     .await
                     .map_err(|_| ProcessError::OutboxClosed)?;
                 Ok("agent_reply")
+            }
+            Control::TakeOver { agent, .. } => {
+                let Some(channel) = self.registry.get(conversation.channel.as_str()) else {
+                    return Err(ProcessError::UnknownChannel);
+                };
+                let key = state_key(conversation);
+                let ttl_ms = i64::try_from(self.state_ttl.as_millis()).unwrap_or(i64::MAX);
+                let state = match self.store.get(&key).await? {
+                    Some(bytes) => serde_json::from_slice::<ConversationState>(&bytes)
+                        .ok()
+                        .filter(|state| !state.is_expired(now, ttl_ms)),
+                    None => None,
+                };
+                // Only a conversation the bot has: the console checked, but
+                // it may have been erased since.
+                let Some(state) = state else {
+                    return Ok("control_stale");
+                };
+                let last_customer_ms = state.last_customer_message_ms;
+                let ctx = StepContext {
+                    now_ms: now,
+                    capabilities: channel.adapter.capabilities(),
+                    conversation,
+                    sender_id: "",
+                };
+                let step = self.assistant.step(state, &Input::AgentTookOver, &ctx);
+                if step.effects.is_empty() {
+                    // A person has it already.
+                    return Ok("control_stale");
+                }
+                for effect in &step.effects {
+                    if let Effect::Handoff { summary } = effect {
+                        self.handoffs
+                            .open_for(conversation, last_customer_ms, summary, now)
+                            .await?;
+                    }
+                }
+                let bytes = serde_json::to_vec(&step.state)
+                    .map_err(|e| ProcessError::Encode(e.to_string()))?;
+                self.store.put(&key, bytes, self.state_ttl).await?;
+                info!(agent = %agent, "conversation taken over by a person");
+                Ok("taken_over")
             }
             Control::HandBack { id, .. } | Control::Close { id, .. } => {
                 let speak = matches!(control, Control::HandBack { .. });

@@ -318,6 +318,100 @@ async fn close_ends_the_hand_off_without_the_bot_speaking() {
 }
 
 #[tokio::test]
+async fn an_agent_takes_over_a_conversation_the_bot_did_not_hand_off() {
+    let app = spawn_app().await;
+    let chat = fastrand::i64(10_000..1_000_000);
+    let conversation = format!("telegram:tg:{chat}");
+    say(&app, chat, "Di", "is the blue jacket in stock in size M?").await;
+    let console = sign_in(&app, ADMIN_TOKEN).await;
+    let unknown = console
+        .post(&app, "/handoffs/telegram:tg:1/take", json!({}))
+        .await;
+    assert_eq!(unknown.status(), 404, "no such conversation");
+    let response = console
+        .post(&app, &format!("/handoffs/{conversation}/take"), json!({}))
+        .await;
+    assert_eq!(response.status(), 202);
+    let entry = wait_for_handoff(&app, &conversation).await;
+    assert_eq!(entry["reason"], "agent", "{entry}");
+    let again = console
+        .post(&app, &format!("/handoffs/{conversation}/take"), json!({}))
+        .await;
+    assert_eq!(again.status(), 409, "a person has it already");
+
+    // The bot is silent now; the customer's words reach the record.
+    let before = texts_to(&app, chat).len();
+    let response = app
+        .post_telegram(
+            "tg",
+            Some(TG_SECRET),
+            &telegram_from(chat, "Di", "hello, anyone there?"),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    settle(&app).await;
+    assert_eq!(texts_to(&app, chat).len(), before, "the bot spoke");
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let record: Value = console
+            .get(&app, &format!("/handoffs/{conversation}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if record.to_string().contains("anyone there") {
+            assert!(
+                record.to_string().contains("blue jacket"),
+                "the earlier chat is in the transcript: {record}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "customer line missing: {record}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let response = console
+        .post(
+            &app,
+            &format!("/handoffs/{conversation}/reply"),
+            json!({"text": "Hi Di, yes: two in size M at Harbour."}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    wait_for_text(&app, chat, "two in size M at Harbour").await;
+    let response = console
+        .post(
+            &app,
+            &format!("/handoffs/{conversation}/hand-back"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    wait_for_text(&app, chat, "back with").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn taking_over_through_the_admin_api_needs_an_operator() {
+    let read_only = read_only_config();
+    let app = spawn_app_with(&read_only, &[]).await;
+    let chat = fastrand::i64(10_000..1_000_000);
+    let conversation = format!("telegram:tg:{chat}");
+    say(&app, chat, "Ed", "where is order 10023?").await;
+    let take = |token: &'static str| {
+        app.client
+            .post(format!("{}/admin/handoffs/{conversation}/take", app.admin))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(take(READ_ONLY_TOKEN).await.unwrap().status(), 403);
+    assert_eq!(take(ADMIN_TOKEN).await.unwrap().status(), 202);
+    let entry = wait_for_handoff(&app, &conversation).await;
+    assert_eq!(entry["reason"], "agent");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_customer_flooding_a_handed_off_chat_gets_no_slow_down_from_the_bot() {
     let app = spawn_app_with(
         "",

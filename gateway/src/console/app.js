@@ -46,6 +46,7 @@ const reasons = {
   complaint: "complaint",
   not_understood: "bot did not understand",
   verification: "verification failed",
+  agent: "taken over by an agent",
 };
 
 function showLogin() {
@@ -176,6 +177,24 @@ document.addEventListener("DOMContentLoaded", async () => {
     const text = $("reply-text").value.trim();
     if (!text) return;
     if (await act("/reply", { text })) $("reply-text").value = "";
+  });
+  $("take-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const key = $("take-key").value.trim();
+    $("take-error").textContent = "";
+    if (!key) return;
+    const { ok, data } = await call("POST", "/handoffs/" + encodeURIComponent(key) + "/take");
+    if (!ok) { $("take-error").textContent = (data && data.error) || "That did not work; try again."; return; }
+    $("take-key").value = "";
+    // The take-over is queued behind the conversation's own messages:
+    // wait for its record before opening it.
+    for (let tries = 0; tries < 50; tries++) {
+      const record = await call("GET", "/handoffs/" + encodeURIComponent(key));
+      if (record.ok) break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    await refreshQueue();
+    openConversation(key);
   });
   $("hand-back").addEventListener("click", () => act("/hand-back"));
   $("close").addEventListener("click", () => act("/close"));

@@ -30,7 +30,7 @@ use account::*;
 use shopping::*;
 
 use outcomes::*;
-pub(super) use outcomes::{on_effect, on_handoff_ended};
+pub(super) use outcomes::{on_agent_took_over, on_effect, on_handoff_ended};
 
 const REASONS: [(&str, Text); 4] = [
     ("damaged", Text::ReasonDamaged),

@@ -29,6 +29,12 @@ pub(super) fn start_handoff(turn: &mut Turn<'_>, reason: HandoffReason) {
         ],
     );
     turn.say(text.trim_end().to_owned());
+    hand_to_a_person(turn, reason);
+}
+
+/// Marks the conversation as a person's and asks for the hand-off record.
+fn hand_to_a_person(turn: &mut Turn<'_>, reason: HandoffReason) {
+    let settings = turn.a.shop.handoff.clone();
     let summary = HandoffSummary {
         reason,
         customer_name: turn.customer_name.clone(),
@@ -44,6 +50,17 @@ pub(super) fn start_handoff(turn: &mut Turn<'_>, reason: HandoffReason) {
         resume_after_ms: now.saturating_add(i64::from(settings.resume_after_minutes) * 60_000),
     });
     turn.effect(Effect::Handoff { summary }, None);
+}
+
+/// A person takes over unasked: whatever the bot was in the middle of
+/// ends, and it says nothing (the person speaks next).
+pub(in crate::assistant) fn on_agent_took_over(turn: &mut Turn<'_>) {
+    if turn.state.handoff.is_some() {
+        turn.untouched();
+        return;
+    }
+    turn.state.dialogue = Dialogue::Idle;
+    hand_to_a_person(turn, HandoffReason::Agent);
 }
 
 pub(super) fn erase(turn: &mut Turn<'_>) {
