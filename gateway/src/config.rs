@@ -395,6 +395,29 @@ pub struct SenderSettings {
     pub max_attempts: u32,
     pub workers: usize,
     pub outbox_capacity: usize,
+    /// Sends per second per channel, by platform (shared by all replicas).
+    pub rates: SendRates,
+}
+
+/// Per-channel send rates. The defaults are the platforms' published
+/// limits (PLATFORMS.md); raise one only when the platform has raised it
+/// for you (WhatsApp throughput tiers, Telegram paid broadcasts), or for a
+/// load test against a simulator.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SendRates {
+    pub telegram: f64,
+    pub messenger: f64,
+    pub whatsapp: f64,
+}
+
+impl SendRates {
+    pub fn for_platform(&self, platform: Platform) -> f64 {
+        match platform {
+            Platform::Telegram => self.telegram,
+            Platform::Messenger => self.messenger,
+            Platform::WhatsApp => self.whatsapp,
+        }
+    }
 }
 
 // ---- raw, as deserialised ------------------------------------------------
@@ -620,6 +643,9 @@ struct RawSender {
     max_attempts: u32,
     workers: usize,
     outbox_capacity: usize,
+    telegram_per_second: f64,
+    messenger_per_second: f64,
+    whatsapp_per_second: f64,
 }
 
 #[derive(Deserialize, Default)]
@@ -956,6 +982,7 @@ impl RawSettings {
                 max_attempts: self.sender.max_attempts,
                 workers: self.sender.workers,
                 outbox_capacity: self.sender.outbox_capacity,
+                rates: send_rates(&self.sender)?,
             },
             sandbox,
             abuse: self.abuse,
@@ -965,6 +992,24 @@ impl RawSettings {
             warnings,
         })
     }
+}
+
+fn send_rates(raw: &RawSender) -> Result<SendRates, ConfigError> {
+    let check = |key: &str, value: f64| {
+        if value.is_finite() && value > 0.0 && value <= 100_000.0 {
+            Ok(value)
+        } else {
+            Err(invalid(
+                key,
+                "must be a number of sends per second above 0 and at most 100000",
+            ))
+        }
+    };
+    Ok(SendRates {
+        telegram: check("sender.telegram_per_second", raw.telegram_per_second)?,
+        messenger: check("sender.messenger_per_second", raw.messenger_per_second)?,
+        whatsapp: check("sender.whatsapp_per_second", raw.whatsapp_per_second)?,
+    })
 }
 
 fn validate_store(raw: RawStore) -> Result<StoreSettings, ConfigError> {
@@ -1474,6 +1519,38 @@ phone_number_id = "1234567890"
             error.starts_with("server.admin_tokens[0].sha256"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn send_rates_default_to_the_platforms_limits_and_can_be_raised() {
+        let (_dir, path) = write(FULL);
+        let settings = Settings::load_from(Some(&path), &[]).unwrap();
+        assert_eq!(
+            settings.sender.rates,
+            SendRates {
+                telegram: 30.0,
+                messenger: 300.0,
+                whatsapp: 80.0
+            }
+        );
+        let env = |value: &str| {
+            vec![(
+                "SWITCHBOARD__SENDER__WHATSAPP_PER_SECOND".to_owned(),
+                value.to_owned(),
+            )]
+        };
+        let raised = Settings::load_from(Some(&path), &env("1000")).unwrap();
+        assert!((raised.sender.rates.whatsapp - 1000.0).abs() < f64::EPSILON);
+        assert!((raised.sender.rates.for_platform(Platform::Telegram) - 30.0).abs() < f64::EPSILON);
+        for bad in ["0", "-5", "1e9"] {
+            let error = Settings::load_from(Some(&path), &env(bad))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.starts_with("sender.whatsapp_per_second"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -21,23 +21,14 @@ pub struct Rate {
     pub per_second: f64,
 }
 
-/// Platform limits from PLATFORMS.md: Telegram ~30 msg/s per bot, about one
-/// per second per chat and 20 per minute per group; Messenger 300 calls/s
-/// per page; WhatsApp 80 msg/s per number by default.
-pub fn channel_rate(platform: Platform) -> Rate {
-    match platform {
-        Platform::Telegram => Rate {
-            burst: 30.0,
-            per_second: 30.0,
-        },
-        Platform::Messenger => Rate {
-            burst: 300.0,
-            per_second: 300.0,
-        },
-        Platform::WhatsApp => Rate {
-            burst: 80.0,
-            per_second: 80.0,
-        },
+/// A channel's send rate: `[sender] <platform>_per_second` (by default
+/// the platforms' limits from PLATFORMS.md: Telegram ~30 msg/s per bot,
+/// Messenger 300 calls/s per page, WhatsApp 80 msg/s per number), with a
+/// burst of one second's worth.
+pub fn channel_rate(per_second: f64) -> Rate {
+    Rate {
+        burst: per_second.max(1.0),
+        per_second,
     }
 }
 

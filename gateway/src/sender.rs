@@ -115,6 +115,7 @@ pub struct SenderConfig {
     pub timeout: Duration,
     pub max_attempts: u32,
     pub api_bases: HashMap<Platform, String>,
+    pub rates: crate::config::SendRates,
 }
 
 /// Starts the sender lanes; returns the outbox and the lane tasks, which
@@ -141,6 +142,7 @@ pub fn start(
         metrics,
         api_bases: config.api_bases,
         max_attempts: config.max_attempts,
+        rates: config.rates,
         channel_limits,
         chat_limits: KeyedLimiter::default(),
         durable: queue.is_some(),
@@ -218,6 +220,7 @@ struct Delivery {
     metrics: Arc<Metrics>,
     api_bases: HashMap<Platform, String>,
     max_attempts: u32,
+    rates: crate::config::SendRates,
     channel_limits: ChannelLimiter,
     chat_limits: KeyedLimiter,
     durable: bool,
@@ -276,7 +279,10 @@ impl Delivery {
         let chat_key = conversation.to_string();
         for request in requests {
             self.channel_limits
-                .acquire(channel.id.as_str(), channel_rate(platform))
+                .acquire(
+                    channel.id.as_str(),
+                    channel_rate(self.rates.for_platform(platform)),
+                )
                 .await;
             self.chat_limits
                 .acquire(&chat_key, chat_rate(platform, &conversation.chat))

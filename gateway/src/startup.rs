@@ -189,6 +189,7 @@ impl Application {
                 timeout: Duration::from_millis(settings.sender.timeout_ms),
                 max_attempts: settings.sender.max_attempts,
                 api_bases,
+                rates: settings.sender.rates,
             },
             registry.clone(),
             store.clone(),

@@ -165,3 +165,22 @@ outside_window_tag = "HUMAN_AGENT"
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_channels_send_rate_is_configurable_and_paces_the_replies() {
+    let app = spawn_app_with("", &[("SWITCHBOARD__SENDER__TELEGRAM_PER_SECOND", "2")]).await;
+    for chat in 8100..8106 {
+        app.post_telegram("tg", Some(TG_SECRET), &telegram_text(chat, "/order 10023"))
+            .await;
+    }
+    app.fake.wait_for(6, Duration::from_secs(10)).await;
+    let mut at: Vec<_> = app.fake.requests().iter().map(|r| r.at).collect();
+    at.sort();
+    let spread = at[at.len() - 1].duration_since(at[0]);
+    // A burst of two, then one every half second.
+    assert!(
+        spread >= Duration::from_millis(1500),
+        "six replies at 2/s went out within {spread:?}"
+    );
+    app.stop().await;
+}
