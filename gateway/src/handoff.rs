@@ -12,6 +12,14 @@
 //! record never race; the console only reads and submits control messages
 //! to the inbox. Customer text is masked (`switchboard_core::guards`)
 //! before it is stored.
+//!
+//! The hand-off webhook is at-least-once: with Redis each delivery is
+//! scheduled in the store (`sb:v1:handoff-hooks`, a sorted set by due time,
+//! the sealed body beside it) and a courier on every replica claims due ones
+//! with a lease, so a delivery survives the replica that scheduled it. With
+//! the memory store it is retried from memory (nothing else survives a
+//! restart there either). Each payload carries a `delivery` id for the help
+//! desk to drop repeats.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -35,6 +43,39 @@ const MAX_LINES: usize = 500;
 const INDEX_KEY: &str = "sb:v1:handoffs";
 const INDEX_ENTRY: &str = "sb:v1:handoff-entry";
 const WEBHOOK_ATTEMPTS: u32 = 6;
+/// Due deliveries, by time (Redis sorted set: member = delivery id).
+const OUTGOING_KEY: &str = "sb:v1:handoff-hooks";
+/// How long a courier may hold a delivery: longer than one attempt (the
+/// client's 10 s timeout), short enough that a dead replica's claim lapses.
+const CLAIM: Duration = Duration::from_secs(30);
+/// A scheduled delivery outlives its last retry by far.
+const PENDING_TTL: Duration = Duration::from_secs(2 * 24 * 3600);
+
+fn pending_key(id: &str) -> String {
+    format!("sb:v1:handoff-hook:{id}")
+}
+
+fn claim_key(id: &str) -> String {
+    format!("sb:v1:handoff-hook-claim:{id}")
+}
+
+/// A scheduled hand-off webhook: the exact body that is signed and sent,
+/// and the attempts so far.
+#[derive(Serialize, Deserialize)]
+struct Pending {
+    body: String,
+    attempts: u32,
+}
+
+/// The pause before attempt `attempts + 1`: 0.5 s doubling to 30 s, plus
+/// up to a quarter of jitter.
+fn backoff(attempts: u32) -> Duration {
+    let base = Duration::from_millis(500)
+        .saturating_mul(1 << attempts.min(6))
+        .min(Duration::from_secs(30));
+    let quarter = u64::try_from(base.as_millis() / 4).unwrap_or(0);
+    base + Duration::from_millis(fastrand::u64(0..=quarter))
+}
 /// The header the outbound hand-off webhook is signed in, and the inbound
 /// agent-reply API accepts.
 pub const SIGNATURE_HEADER: &str = "X-Switchboard-Signature-256";
@@ -223,7 +264,16 @@ pub struct HandoffDesk {
     store: Store,
     index: Index,
     webhook: Option<Arc<Webhook>>,
+    /// Redis: the schedule of webhook deliveries. `None` on the memory
+    /// store, where deliveries are retried from memory.
+    outgoing: Option<Outgoing>,
     metrics: Arc<Metrics>,
+}
+
+struct Outgoing {
+    conn: RedisConnection,
+    key: String,
+    timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -248,6 +298,11 @@ impl HandoffDesk {
             },
             None => Index::Local(Mutex::new(BTreeMap::new())),
         };
+        let outgoing = store.as_redis().map(|redis| Outgoing {
+            conn: redis.connection(),
+            key: redis.key(OUTGOING_KEY),
+            timeout: redis.timeout(),
+        });
         let webhook = match &settings.webhook_url {
             Some(url) => {
                 let secret = settings
@@ -270,6 +325,7 @@ impl HandoffDesk {
             store: store.clone(),
             index,
             webhook,
+            outgoing,
             metrics,
         })
     }
@@ -347,13 +403,21 @@ impl HandoffDesk {
         };
         self.save(conversation, &record).await?;
         if let Some(webhook) = &self.webhook {
+            let delivery = random_id();
             let payload = serde_json::json!({
                 "event": "handoff.started",
+                "delivery": delivery,
                 "handoff": entry,
                 "transcript": record.transcript,
                 "reply_path": format!("/admin/handoffs/{}/reply", conversation),
             });
-            tokio::spawn(deliver(webhook.clone(), payload, self.metrics.clone()));
+            let body = payload.to_string();
+            match &self.outgoing {
+                Some(outgoing) => self.schedule(outgoing, &delivery, body).await?,
+                None => {
+                    tokio::spawn(deliver(webhook.clone(), body, self.metrics.clone()));
+                }
+            }
         }
         info!(platform = conversation.platform.as_str(), channel = %conversation.channel, reason = ?summary.reason, "conversation handed off to a person");
         self.metrics.handoffs.inc();
@@ -439,46 +503,186 @@ impl HandoffDesk {
     }
 }
 
-/// Posts the hand-off to the help desk, signed like Meta's webhooks;
-/// retries with exponential back-off and jitter.
-async fn deliver(webhook: Arc<Webhook>, payload: serde_json::Value, metrics: Arc<Metrics>) {
-    let Ok(body) = serde_json::to_vec(&payload) else {
-        return;
-    };
-    let signature = switchboard_meta::sign(webhook.secret.expose_secret(), &body);
-    let mut wait = Duration::from_millis(500);
-    for attempt in 1..=WEBHOOK_ATTEMPTS {
-        let sent = webhook
-            .client
-            .post(&webhook.url)
-            .header("Content-Type", "application/json")
-            .header(SIGNATURE_HEADER, &signature)
-            .body(body.clone())
-            .send()
-            .await;
-        match sent {
-            Ok(response) if response.status().is_success() => return,
-            Ok(response) => {
-                warn!(
-                    attempt,
-                    status = response.status().as_u16(),
-                    "hand-off webhook refused; retrying"
-                );
+fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Only a repeat-detection id: uniqueness, not secrecy, matters.
+        bytes = fastrand::u128(..).to_le_bytes();
+    }
+    hex::encode(bytes)
+}
+
+impl HandoffDesk {
+    async fn schedule(
+        &self,
+        outgoing: &Outgoing,
+        delivery: &str,
+        body: String,
+    ) -> Result<(), StoreError> {
+        let pending = serde_json::to_vec(&Pending { body, attempts: 0 })
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.store
+            .put(&pending_key(delivery), pending, PENDING_TTL)
+            .await?;
+        let mut command = redis::cmd("ZADD");
+        command
+            .arg(&outgoing.key)
+            .arg(crate::sender::now_ms())
+            .arg(delivery);
+        run::<i64>(&outgoing.conn, outgoing.timeout, &command)
+            .await
+            .map(|_| ())
+    }
+
+    /// One round of the courier: attempts every due delivery this replica
+    /// can claim. Returns how many were attempted.
+    pub async fn deliver_due(&self) -> Result<usize, StoreError> {
+        let (Some(outgoing), Some(webhook)) = (&self.outgoing, &self.webhook) else {
+            return Ok(0);
+        };
+        let mut command = redis::cmd("ZRANGEBYSCORE");
+        command
+            .arg(&outgoing.key)
+            .arg("-inf")
+            .arg(crate::sender::now_ms())
+            .arg("LIMIT")
+            .arg(0)
+            .arg(16);
+        let due = run::<Vec<String>>(&outgoing.conn, outgoing.timeout, &command).await?;
+        let mut attempted = 0;
+        for delivery in due {
+            // Another replica's courier may hold it (or have just sent it).
+            if !self
+                .store
+                .first_sighting(&claim_key(&delivery), CLAIM)
+                .await?
+            {
+                continue;
             }
-            Err(error) => {
-                // reqwest errors carry the URL; keep only the kind.
-                warn!(
-                    attempt,
-                    timeout = error.is_timeout(),
-                    connect = error.is_connect(),
-                    "hand-off webhook failed; retrying"
-                );
+            attempted += 1;
+            let result = self.attempt(outgoing, webhook, &delivery).await;
+            // Released either way: it is rescheduled or gone.
+            self.store.delete(&claim_key(&delivery)).await?;
+            result?;
+        }
+        Ok(attempted)
+    }
+
+    async fn attempt(
+        &self,
+        outgoing: &Outgoing,
+        webhook: &Webhook,
+        delivery: &str,
+    ) -> Result<(), StoreError> {
+        let pending = match self.store.get(&pending_key(delivery)).await? {
+            Some(bytes) => serde_json::from_slice::<Pending>(&bytes).ok(),
+            None => None,
+        };
+        let Some(mut pending) = pending else {
+            // Expired or unreadable: nothing left to send.
+            return self.unschedule(outgoing, delivery).await;
+        };
+        pending.attempts += 1;
+        if post(webhook, pending.body.as_bytes(), pending.attempts).await {
+            return self.unschedule(outgoing, delivery).await;
+        }
+        if pending.attempts >= WEBHOOK_ATTEMPTS {
+            self.metrics.dead_letter("handoff_webhook_failed");
+            warn!(attempts = pending.attempts, "hand-off webhook gave up");
+            return self.unschedule(outgoing, delivery).await;
+        }
+        let due = crate::sender::now_ms()
+            + i64::try_from(backoff(pending.attempts).as_millis()).unwrap_or(i64::MAX / 2);
+        let bytes = serde_json::to_vec(&pending).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.store
+            .put(&pending_key(delivery), bytes, PENDING_TTL)
+            .await?;
+        let mut command = redis::cmd("ZADD");
+        command.arg(&outgoing.key).arg(due).arg(delivery);
+        run::<i64>(&outgoing.conn, outgoing.timeout, &command)
+            .await
+            .map(|_| ())
+    }
+
+    async fn unschedule(&self, outgoing: &Outgoing, delivery: &str) -> Result<(), StoreError> {
+        let mut command = redis::cmd("ZREM");
+        command.arg(&outgoing.key).arg(delivery);
+        run::<i64>(&outgoing.conn, outgoing.timeout, &command).await?;
+        self.store.delete(&pending_key(delivery)).await
+    }
+}
+
+/// Runs the courier until `stop` changes: with Redis and a webhook, every
+/// replica looks for due hand-off deliveries once a second.
+pub fn spawn_courier(
+    desk: Arc<HandoffDesk>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if desk.outgoing.is_none() || desk.webhook.is_none() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => return,
+            }
+            match desk.deliver_due().await {
+                Ok(_) => failing = false,
+                Err(error) => {
+                    if !failing {
+                        warn!(error = %error, "hand-off webhooks cannot be read from the store; retrying");
+                    }
+                    failing = true;
+                }
             }
         }
+    }))
+}
+
+/// One signed POST of `body` to the help desk; true when it took it.
+async fn post(webhook: &Webhook, body: &[u8], attempt: u32) -> bool {
+    let signature = switchboard_meta::sign(webhook.secret.expose_secret(), body);
+    let sent = webhook
+        .client
+        .post(&webhook.url)
+        .header("Content-Type", "application/json")
+        .header(SIGNATURE_HEADER, &signature)
+        .body(body.to_vec())
+        .send()
+        .await;
+    match sent {
+        Ok(response) if response.status().is_success() => true,
+        Ok(response) => {
+            warn!(
+                attempt,
+                status = response.status().as_u16(),
+                "hand-off webhook refused; will retry"
+            );
+            false
+        }
+        Err(error) => {
+            // reqwest errors carry the URL; keep only the kind.
+            warn!(
+                attempt,
+                timeout = error.is_timeout(),
+                connect = error.is_connect(),
+                "hand-off webhook failed; will retry"
+            );
+            false
+        }
+    }
+}
+
+/// Memory store: posts the hand-off with retries from memory.
+async fn deliver(webhook: Arc<Webhook>, body: String, metrics: Arc<Metrics>) {
+    for attempt in 1..=WEBHOOK_ATTEMPTS {
+        if post(&webhook, body.as_bytes(), attempt).await {
+            return;
+        }
         if attempt < WEBHOOK_ATTEMPTS {
-            let jitter = Duration::from_millis(fastrand::u64(0..=wait.as_millis() as u64 / 4));
-            tokio::time::sleep(wait + jitter).await;
-            wait = (wait * 2).min(Duration::from_secs(30));
+            tokio::time::sleep(backoff(attempt)).await;
         }
     }
     metrics.dead_letter("handoff_webhook_failed");

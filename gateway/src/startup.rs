@@ -199,6 +199,7 @@ impl Application {
         )
         .context("cannot build the HTTP client for the platform APIs")?;
 
+        let stop_courier = stop_outbox_rx.clone();
         crate::channels::spawn_refresher(registrar.clone().into_inner(), stop_outbox_rx);
 
         let state_ttl = Duration::from_secs(settings.shop.state_ttl_days * 24 * 3600);
@@ -206,6 +207,7 @@ impl Application {
             crate::handoff::HandoffDesk::new(&store, &settings.handoff, metrics.clone())
                 .context("invalid [handoff] section")?,
         );
+        crate::handoff::spawn_courier(handoffs.clone(), stop_courier);
         let worker = Arc::new(Worker {
             abuse: settings.abuse.clone(),
             inbound_limits: crate::ratelimit::ChannelLimiter::for_store(&store),

@@ -639,6 +639,15 @@ async fn the_console_page_has_a_strict_policy_and_never_inserts_html() {
 async fn help_desk() -> (String, tokio::sync::mpsc::Receiver<(String, Vec<u8>)>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hooks/handoff", listener.local_addr().unwrap());
+    (url, help_desk_on(listener, 1))
+}
+
+/// A help desk on `listener` that refuses the first `refusals` deliveries
+/// with a 500; hands on (signature, body) of every delivery.
+fn help_desk_on(
+    listener: tokio::net::TcpListener,
+    refusals: usize,
+) -> tokio::sync::mpsc::Receiver<(String, Vec<u8>)> {
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     tokio::spawn(async move {
         let mut answered = 0;
@@ -682,7 +691,7 @@ async fn help_desk() -> (String, tokio::sync::mpsc::Receiver<(String, Vec<u8>)>)
                         .then(|| v.trim().to_owned())
                 })
                 .unwrap_or_default();
-            let status = if answered == 0 {
+            let status = if answered < refusals {
                 "500 Internal Server Error"
             } else {
                 "200 OK"
@@ -697,7 +706,64 @@ async fn help_desk() -> (String, tokio::sync::mpsc::Receiver<(String, Vec<u8>)>)
             let _ = tx.send((signature, buffer[body_start..].to_vec())).await;
         }
     });
-    (url, rx)
+    rx
+}
+
+#[tokio::test]
+async fn a_hand_off_webhook_scheduled_by_a_replica_that_stopped_is_sent_by_another() {
+    let server = switchboard_testkit::RedisServer::start();
+    // Nothing listens there yet: the help desk is down.
+    let address = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{address}/hooks/handoff");
+    let config = format!(
+        "\n[store]\nurl = \"{}\"\nencryption_keys = [\"k1:q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=\"]\n\n[handoff]\nwebhook_url = \"{url}\"\nwebhook_secret = \"{HOOK_SECRET}\"\n",
+        server.url()
+    );
+    let first = spawn_app_with(&config, &[]).await;
+    let chat = fastrand::i64(10_000..1_000_000);
+    let conversation = format!("telegram:tg:{chat}");
+    say(&first, chat, "Flo", "I want to talk to a human").await;
+    wait_for_handoff(&first, &conversation).await;
+    // Let its courier try (and fail) once or twice, then it goes away.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    first.stop().await;
+    let scheduled = |server: &switchboard_testkit::RedisServer| -> (usize, usize) {
+        let mut connection = server.connection();
+        let due: usize = redis::cmd("ZCARD")
+            .arg("sb:v1:handoff-hooks")
+            .query(&mut connection)
+            .unwrap();
+        let bodies: Vec<String> = redis::cmd("KEYS")
+            .arg("sb:v1:handoff-hook:*")
+            .query(&mut connection)
+            .unwrap();
+        (due, bodies.len())
+    };
+    assert_eq!(
+        scheduled(&server),
+        (1, 1),
+        "the delivery waits in Redis, not in the stopped process"
+    );
+
+    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+    let mut hooks = help_desk_on(listener, 0);
+    let second = spawn_app_with(&config, &[]).await;
+    let (signature, body) = tokio::time::timeout(Duration::from_secs(20), hooks.recv())
+        .await
+        .expect("the other replica did not deliver the hand-off")
+        .unwrap();
+    assert_eq!(signature, switchboard_meta::sign(HOOK_SECRET, &body));
+    let payload: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(payload["handoff"]["conversation"], conversation);
+    assert_eq!(payload["delivery"].as_str().unwrap().len(), 32);
+    // Delivered once: nothing more arrives.
+    let again = tokio::time::timeout(Duration::from_secs(3), hooks.recv()).await;
+    assert!(again.is_err(), "delivered twice");
+    assert_eq!(scheduled(&server), (0, 0), "nothing left scheduled");
+    second.stop().await;
 }
 
 #[tokio::test]
