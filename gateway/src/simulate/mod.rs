@@ -692,12 +692,17 @@ fn free_port() -> Result<u16, SimulateError> {
 }
 
 /// Lifts the gateway's anti-abuse limits (`[abuse]`), which a load test
-/// from a few thousand simulated customers would trip.
-pub const LIFT_ABUSE_LIMITS: [(&str, &str); 4] = [
+/// from a few thousand simulated customers would trip, and the per-channel
+/// send rates (`[sender]`), which hold a real bot to the platform's limit
+/// (30/s on Telegram) but would measure only that against the simulator.
+pub const LIFT_ABUSE_LIMITS: [(&str, &str); 7] = [
     ("SWITCHBOARD__ABUSE__SENDER_MESSAGES_PER_MINUTE", "1000000"),
     ("SWITCHBOARD__ABUSE__SENDER_BURST", "1000000"),
     ("SWITCHBOARD__ABUSE__CHANNEL_MESSAGES_PER_SECOND", "1000000"),
     ("SWITCHBOARD__ABUSE__CHANNEL_BURST", "1000000"),
+    ("SWITCHBOARD__SENDER__TELEGRAM_PER_SECOND", "100000"),
+    ("SWITCHBOARD__SENDER__MESSENGER_PER_SECOND", "100000"),
+    ("SWITCHBOARD__SENDER__WHATSAPP_PER_SECOND", "100000"),
 ];
 
 /// The environment that points a demo gateway at the fake APIs.
