@@ -777,18 +777,19 @@ impl Worker {
             use sha2::Digest;
             let who = format!("{}:{}:{}", event.platform, event.channel, event.sender.id);
             format!(
-                "in:s:{}",
+                "s:{}",
                 hex::encode(&sha2::Sha256::digest(who.as_bytes())[..12])
             )
         };
-        let allowed = self.inbound_limits.try_acquire(&sender_key, sender).await
-            && self
-                .inbound_limits
-                .try_acquire(
-                    &format!("in:c:{}:{}", event.platform, event.channel),
-                    channel,
-                )
-                .await;
+        // Both cells under the channel's tag: one script run per event.
+        let allowed = self
+            .inbound_limits
+            .try_acquire_pair(
+                &format!("in:{}:{}", event.platform, event.channel),
+                (&sender_key, sender),
+                ("c", channel),
+            )
+            .await;
         if !allowed {
             self.metrics
                 .events

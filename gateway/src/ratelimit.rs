@@ -59,6 +59,25 @@ struct Bucket {
 }
 
 impl Bucket {
+    fn new(rate: Rate, now: Instant) -> Self {
+        Bucket {
+            tokens: rate.burst,
+            last: now,
+            rate,
+        }
+    }
+
+    fn has_token(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        (self.tokens + elapsed * self.rate.per_second).min(self.rate.burst) >= 1.0
+    }
+
+    /// Idle long enough to be full again: forgetting it changes nothing.
+    fn is_full(&self, now: Instant) -> bool {
+        self.tokens + now.saturating_duration_since(self.last).as_secs_f64() * self.rate.per_second
+            >= self.rate.burst
+    }
+
     /// Takes a token if one is there; else says how long until one is.
     fn take(&mut self, now: Instant) -> Option<Duration> {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
@@ -81,21 +100,28 @@ pub struct KeyedLimiter {
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
+/// Buckets kept before the full (idle) ones are dropped: one per sender
+/// seen recently, so memory follows recent senders, not all senders ever.
+const PRUNE_ABOVE: usize = 100_000;
+
 impl KeyedLimiter {
-    /// Takes a token for `key` if one is there, without waiting.
-    pub fn try_acquire(&self, key: &str, rate: Rate) -> bool {
+    fn buckets(&self, now: Instant) -> std::sync::MutexGuard<'_, HashMap<String, Bucket>> {
         let mut buckets = self
             .buckets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
+        if buckets.len() > PRUNE_ABOVE {
+            buckets.retain(|_, bucket| !bucket.is_full(now));
+        }
         buckets
+    }
+
+    /// Takes a token for `key` if one is there, without waiting.
+    pub fn try_acquire(&self, key: &str, rate: Rate) -> bool {
+        let now = Instant::now();
+        self.buckets(now)
             .entry(key.to_owned())
-            .or_insert(Bucket {
-                tokens: rate.burst,
-                last: now,
-                rate,
-            })
+            .or_insert_with(|| Bucket::new(rate, now))
             .take(now)
             .is_none()
     }
@@ -104,25 +130,10 @@ impl KeyedLimiter {
     pub async fn acquire(&self, key: &str, rate: Rate) {
         loop {
             let wait = {
-                let mut buckets = self
-                    .buckets
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let now = Instant::now();
-                if buckets.len() > 100_000 {
-                    // Idle buckets are full again; dropping them changes nothing.
-                    buckets.retain(|_, b| {
-                        now.saturating_duration_since(b.last).as_secs_f64() * b.rate.per_second
-                            < b.rate.burst
-                    });
-                }
-                buckets
+                self.buckets(now)
                     .entry(key.to_owned())
-                    .or_insert(Bucket {
-                        tokens: rate.burst,
-                        last: now,
-                        rate,
-                    })
+                    .or_insert_with(|| Bucket::new(rate, now))
                     .take(now)
             };
             match wait {
@@ -152,10 +163,36 @@ redis.call('SET', KEYS[1], tostring(next_tat), 'PX', math.ceil(next_tat - now) +
 return 0
 ";
 
+/// Two GCRA cells at once, both or neither: KEYS[1] with ARGV[1..2] (a
+/// sender), then KEYS[2] with ARGV[3..4] (its channel). One round trip and
+/// one script run instead of two, and a sender turned away by the channel
+/// limit keeps its token. Returns 0 when both tokens were taken.
+const GCRA_PAIR: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local function cell(key, interval, burst)
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local tolerance = interval * (burst - 1)
+  if now < tat - tolerance then
+    return nil, math.ceil(tat - tolerance - now)
+  end
+  return tat + interval, 0
+end
+local first, wait = cell(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
+if not first then return wait end
+local second, wait2 = cell(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
+if not second then return wait2 end
+redis.call('SET', KEYS[1], tostring(first), 'PX', math.ceil(first - now) + 1000)
+redis.call('SET', KEYS[2], tostring(second), 'PX', math.ceil(second - now) + 1000)
+return 0
+";
+
 /// A channel limit shared by every replica through Redis.
 pub struct SharedLimiter {
     store: std::sync::Arc<crate::store::RedisStore>,
     script: redis::Script,
+    pair: redis::Script,
     fallback: KeyedLimiter,
 }
 
@@ -170,6 +207,7 @@ impl SharedLimiter {
         Self {
             store,
             script: redis::Script::new(GCRA),
+            pair: redis::Script::new(GCRA_PAIR),
             fallback: KeyedLimiter::default(),
         }
     }
@@ -226,6 +264,64 @@ impl SharedLimiter {
     }
 }
 
+impl SharedLimiter {
+    /// Takes a token from `first` and one from `second`, or neither. Both
+    /// keys carry `tag` as their hash tag, so on a cluster they share a
+    /// slot and one script can touch both.
+    pub async fn try_acquire_pair(
+        &self,
+        tag: &str,
+        first: (&str, Rate),
+        second: (&str, Rate),
+    ) -> bool {
+        let key = |name: &str| self.store.key(&format!("sb:v1:rate:{{{tag}}}:{name}"));
+        let mut connection = self.store.connection();
+        let wait: Result<u64, _> = self
+            .store
+            .call(
+                "rate limit",
+                self.pair
+                    .key(key(first.0))
+                    .key(key(second.0))
+                    .arg(1000.0 / first.1.per_second)
+                    .arg(first.1.burst)
+                    .arg(1000.0 / second.1.per_second)
+                    .arg(second.1.burst)
+                    .invoke_async(&mut connection),
+            )
+            .await;
+        match wait {
+            Ok(wait) => wait == 0,
+            Err(_) => self.fallback.try_acquire_pair(tag, first, second),
+        }
+    }
+}
+
+impl KeyedLimiter {
+    /// Local [`SharedLimiter::try_acquire_pair`]: checks both before taking
+    /// either.
+    pub fn try_acquire_pair(&self, tag: &str, first: (&str, Rate), second: (&str, Rate)) -> bool {
+        let first_key = format!("{tag}:{}", first.0);
+        let second_key = format!("{tag}:{}", second.0);
+        let now = Instant::now();
+        let mut buckets = self.buckets(now);
+        for (key, rate) in [(&first_key, first.1), (&second_key, second.1)] {
+            let bucket = buckets
+                .entry(key.clone())
+                .or_insert_with(|| Bucket::new(rate, now));
+            if !bucket.has_token(now) {
+                return false;
+            }
+        }
+        for key in [&first_key, &second_key] {
+            if let Some(bucket) = buckets.get_mut(key) {
+                let _ = bucket.take(now);
+            }
+        }
+        true
+    }
+}
+
 /// Per-channel limiting: local, or shared through Redis.
 #[derive(Debug)]
 pub enum ChannelLimiter {
@@ -252,6 +348,19 @@ impl ChannelLimiter {
         match self {
             ChannelLimiter::Local(limiter) => limiter.acquire(key, rate).await,
             ChannelLimiter::Shared(limiter) => limiter.acquire(key, rate).await,
+        }
+    }
+
+    /// Both tokens or neither; see [`SharedLimiter::try_acquire_pair`].
+    pub async fn try_acquire_pair(
+        &self,
+        tag: &str,
+        first: (&str, Rate),
+        second: (&str, Rate),
+    ) -> bool {
+        match self {
+            ChannelLimiter::Local(limiter) => limiter.try_acquire_pair(tag, first, second),
+            ChannelLimiter::Shared(limiter) => limiter.try_acquire_pair(tag, first, second).await,
         }
     }
 }
@@ -308,6 +417,58 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    async fn check_pairs(limiter: &ChannelLimiter) {
+        let slow = Rate {
+            burst: 1.0,
+            per_second: 0.01,
+        };
+        let channel = Rate {
+            burst: 4.0,
+            per_second: 0.01,
+        };
+        assert!(
+            limiter
+                .try_acquire_pair("in:t:c", ("s:a", slow), ("c", channel))
+                .await
+        );
+        // The sender is spent; the channel keeps the token it did not give.
+        for _ in 0..3 {
+            assert!(
+                !limiter
+                    .try_acquire_pair("in:t:c", ("s:a", slow), ("c", channel))
+                    .await
+            );
+        }
+        for sender in ["s:b", "s:c", "s:d"] {
+            assert!(
+                limiter
+                    .try_acquire_pair("in:t:c", (sender, slow), ("c", channel))
+                    .await,
+                "{sender}"
+            );
+        }
+        // Four senders took the channel's four; a fifth is turned away and
+        // keeps its own token for later.
+        assert!(
+            !limiter
+                .try_acquire_pair("in:t:c", ("s:e", slow), ("c", channel))
+                .await
+        );
+        assert!(
+            limiter
+                .try_acquire_pair("in:t:other", ("s:e", slow), ("c", channel))
+                .await
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sender_and_its_channel_are_charged_together_or_not_at_all() {
+        check_pairs(&ChannelLimiter::Local(KeyedLimiter::default())).await;
+        let server = switchboard_testkit::RedisServer::start();
+        let store = crate::store::test_support::redis_store(server.url(), "", &[]).await;
+        check_pairs(&ChannelLimiter::Shared(SharedLimiter::new(store))).await;
     }
 
     #[tokio::test]
