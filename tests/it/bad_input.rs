@@ -659,6 +659,19 @@ async fn invalid_utf8_in_the_body_or_a_header_is_refused_cleanly() {
         200
     );
     wait_for_unparseable(&app, 1).await;
+    // The letter's id survives the admin API's masking (digits in it are
+    // not a phone number), so an operator can refer to it.
+    for letter in app.dead_letters().await {
+        let id = letter["id"].as_str().unwrap();
+        let parts: Vec<&str> = id.split('-').collect();
+        assert!(
+            parts.len() == 3
+                && parts[0] == "dl"
+                && parts[1].bytes().all(|b| b.is_ascii_digit())
+                && parts[2].len() == 16,
+            "{id}"
+        );
+    }
     // The secret token header with bytes that are not ASCII: not a token.
     let mut request =
         b"POST /webhooks/telegram/tg HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
