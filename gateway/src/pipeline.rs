@@ -149,7 +149,9 @@ pub enum SubmitError {
 #[derive(Clone)]
 pub enum Inbox {
     Local(Lanes<InboxItem>),
-    Durable(Arc<StreamQueue<RedisConnection>>, Store),
+    /// The stream, the store that seals entries, and the most entries one
+    /// partition may hold before webhooks are answered 503.
+    Durable(Arc<StreamQueue<RedisConnection>>, Store, u64),
 }
 
 impl Inbox {
@@ -183,13 +185,16 @@ impl Inbox {
                         PushError::Closed => SubmitError::Closed,
                     })
             }
-            Inbox::Durable(queue, store) => {
+            Inbox::Durable(queue, store, max_per_partition) => {
                 let key = entry.conversation().to_string();
                 let bytes =
                     serde_json::to_vec(&entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 let sealed = store.seal(INBOX_PAYLOAD, &bytes)?;
-                queue.add(&key, &sealed).await?;
-                Ok(())
+                if queue.add_bounded(&key, &sealed, *max_per_partition).await? {
+                    Ok(())
+                } else {
+                    Err(SubmitError::Full)
+                }
             }
         }
     }
@@ -226,6 +231,9 @@ pub fn start(
     queue: Option<Arc<StreamQueue<RedisConnection>>>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> (Inbox, Vec<tokio::task::JoinHandle<()>>) {
+    // With Redis the same bound holds the durable backlog, shared out
+    // among the partitions.
+    let capacity = lanes.saturating_mul(lane_capacity);
     let depth = worker.metrics.queue("inbox");
     let handler = worker.clone();
     let (lanes, mut tasks) =
@@ -291,7 +299,14 @@ pub fn start(
             }
         },
     ));
-    (Inbox::Durable(queue, worker.store.clone()), tasks)
+    let max_per_partition = u64::try_from(capacity)
+        .unwrap_or(u64::MAX)
+        .div_ceil(u64::from(queue.partitions().max(1)))
+        .max(1);
+    (
+        Inbox::Durable(queue, worker.store.clone(), max_per_partition),
+        tasks,
+    )
 }
 
 /// A short digest naming one event: event ids can hold personal data

@@ -171,6 +171,43 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> StreamQueue<C> {
         .await
     }
 
+    /// As [`StreamQueue::add`], unless the partition already holds
+    /// `max_per_partition` entries not yet handled (handled ones are
+    /// deleted): then nothing is added and the answer is `false`, so the
+    /// caller can push back instead of queueing without bound. The check
+    /// and the append are one script, so replicas cannot overshoot.
+    pub async fn add_bounded(
+        &self,
+        partition_key: &str,
+        payload: &[u8],
+        max_per_partition: u64,
+    ) -> Result<bool, StoreError> {
+        const BOUNDED_XADD: &str = r"
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('XADD', KEYS[1], '*', 'd', ARGV[2])
+return 1
+";
+        static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+        let script = SCRIPT.get_or_init(|| redis::Script::new(BOUNDED_XADD));
+        let key = self.stream_key(partition_of(partition_key, self.partitions));
+        let mut conn = self.conn.clone();
+        let added: i64 = self
+            .timed("XADD", async {
+                script
+                    .key(&key)
+                    .arg(max_per_partition)
+                    .arg(payload)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(added == 1)
+    }
+
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
     /// Entries not yet handled, across partitions (for metrics).
     pub async fn backlog(&self) -> Result<u64, StoreError> {
         let mut total = 0u64;
@@ -663,6 +700,39 @@ mod tests {
             .map(|n| partition_of(&format!("k{n}"), 16))
             .collect();
         assert_eq!(used.len(), 16);
+    }
+
+    #[tokio::test]
+    async fn a_bounded_add_refuses_once_the_partition_is_full_and_takes_again_once_handled() {
+        let server = switchboard_testkit::RedisServer::start();
+        let store = crate::store::test_support::redis_store(server.url(), "", &[]).await;
+        let queue = StreamQueue::new(
+            store.connection(),
+            store.key(""),
+            "inbox",
+            1,
+            "r1".to_owned(),
+            Duration::from_secs(2),
+        );
+        queue.ensure_groups().await.unwrap();
+        assert!(queue.add_bounded("telegram:tg:1", b"a", 2).await.unwrap());
+        assert!(queue.add_bounded("telegram:tg:2", b"b", 2).await.unwrap());
+        assert!(
+            !queue.add_bounded("telegram:tg:3", b"c", 2).await.unwrap(),
+            "a third entry over a bound of two"
+        );
+        assert_eq!(queue.backlog().await.unwrap(), 2, "nothing was added");
+        // Handled entries are deleted; then there is room again.
+        let mut connection = server.connection();
+        let stream = queue.stream_key(0);
+        // As if the oldest had been handled (XACK + XDEL).
+        let _: i64 = redis::cmd("XTRIM")
+            .arg(&stream)
+            .arg("MAXLEN")
+            .arg(1)
+            .query(&mut connection)
+            .unwrap();
+        assert!(queue.add_bounded("telegram:tg:3", b"c", 2).await.unwrap());
     }
 
     #[test]
