@@ -116,16 +116,6 @@ impl KeyedLimiter {
         buckets
     }
 
-    /// Takes a token for `key` if one is there, without waiting.
-    pub fn try_acquire(&self, key: &str, rate: Rate) -> bool {
-        let now = Instant::now();
-        self.buckets(now)
-            .entry(key.to_owned())
-            .or_insert_with(|| Bucket::new(rate, now))
-            .take(now)
-            .is_none()
-    }
-
     /// Waits until `key` may send one more message at `rate`.
     pub async fn acquire(&self, key: &str, rate: Rate) {
         loop {
@@ -240,31 +230,6 @@ impl SharedLimiter {
 }
 
 impl SharedLimiter {
-    /// Takes a token for `key` if one is there, counted across replicas,
-    /// without waiting. Falls back to a local bucket when Redis is away.
-    pub async fn try_acquire(&self, key: &str, rate: Rate) -> bool {
-        let redis_key = self.store.key(&format!("sb:v1:rate:{{{key}}}"));
-        let interval_ms = 1000.0 / rate.per_second;
-        let mut connection = self.store.connection();
-        let wait: Result<u64, _> = self
-            .store
-            .call(
-                "rate limit",
-                self.script
-                    .key(&redis_key)
-                    .arg(interval_ms)
-                    .arg(rate.burst)
-                    .invoke_async(&mut connection),
-            )
-            .await;
-        match wait {
-            Ok(wait) => wait == 0,
-            Err(_) => self.fallback.try_acquire(key, rate),
-        }
-    }
-}
-
-impl SharedLimiter {
     /// Takes a token from `first` and one from `second`, or neither. Both
     /// keys carry `tag` as their hash tag, so on a cluster they share a
     /// slot and one script can touch both.
@@ -334,13 +299,6 @@ impl ChannelLimiter {
         match store.as_redis() {
             Some(redis) => ChannelLimiter::Shared(SharedLimiter::new(redis.clone())),
             None => ChannelLimiter::Local(KeyedLimiter::default()),
-        }
-    }
-
-    pub async fn try_acquire(&self, key: &str, rate: Rate) -> bool {
-        match self {
-            ChannelLimiter::Local(limiter) => limiter.try_acquire(key, rate),
-            ChannelLimiter::Shared(limiter) => limiter.try_acquire(key, rate).await,
         }
     }
 
