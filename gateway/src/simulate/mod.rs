@@ -678,7 +678,27 @@ impl SpawnedGateway {
 }
 
 impl Drop for SpawnedGateway {
+    /// Stops the gateway as an orchestrator would (SIGTERM, then a grace
+    /// period): it drains and hands its Redis partition leases back, so a
+    /// run right after this one on the same Redis does not wait for them to
+    /// expire. SIGKILL only if it does not stop in time.
     fn drop(&mut self) {
+        let asked = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if asked {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
