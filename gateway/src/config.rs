@@ -141,6 +141,8 @@ pub struct ServerSettings {
     pub shutdown_grace_secs: u64,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// Threads serving the public listener (resolved: never 0).
+    pub http_workers: usize,
 }
 
 /// `[store]`: where state lives and how it is protected at rest.
@@ -464,6 +466,9 @@ struct RawServer {
     shutdown_grace_secs: u64,
     log_format: LogFormat,
     log_level: String,
+    /// 0: one per core but one, which the pipeline gets (at least one).
+    #[serde(default)]
+    http_workers: usize,
 }
 
 #[derive(Deserialize)]
@@ -770,6 +775,12 @@ impl RawSettings {
         let server = &self.server;
         let bind = parse_bind("server.bind", &server.bind)?;
         let admin_bind = parse_bind("server.admin_bind", &server.admin_bind)?;
+        if server.http_workers > 256 {
+            return Err(invalid(
+                "server.http_workers",
+                "must be at most 256 (0 picks one per core but one)",
+            ));
+        }
         if server.max_body_bytes < 1024 {
             return Err(invalid(
                 "server.max_body_bytes",
@@ -957,6 +968,7 @@ impl RawSettings {
                 shutdown_grace_secs: self.server.shutdown_grace_secs,
                 log_format: self.server.log_format,
                 log_level: self.server.log_level,
+                http_workers: resolve_http_workers(self.server.http_workers),
             },
             store,
             platforms: PlatformSettings {
@@ -1399,9 +1411,32 @@ fn demo_channels() -> Result<Vec<ChannelSettings>, ConfigError> {
     ])
 }
 
+/// `server.http_workers`, with 0 resolved to the cores but one: on a
+/// small container the HTTP threads and the pipeline's threads otherwise
+/// compete for every core, and the pipeline is the slower half (measured in
+/// docs/PERFORMANCE.md: one HTTP thread on two cores answers 4-18% more).
+fn resolve_http_workers(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .saturating_sub(1)
+        .max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_workers_default_to_the_cores_but_one_and_a_set_value_is_kept() {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        assert_eq!(resolve_http_workers(0), cores.saturating_sub(1).max(1));
+        assert_eq!(resolve_http_workers(3), 3);
+        let settings = Settings::load(None).unwrap();
+        assert!(settings.server.http_workers >= 1);
+    }
 
     fn write(content: &str) -> (tempdir::Dir, PathBuf) {
         let dir = tempdir::Dir::new();

@@ -490,7 +490,27 @@ impl Worker {
                                 }
                                 return None;
                             }
-                            Err(error) => ProcessError::Store(error),
+                            Err(error @ StoreError::Unavailable(_)) => ProcessError::Store(error),
+                            // The outcome cannot be written at all (it
+                            // cannot be sealed, or Redis calls it corrupt):
+                            // record it and finish the entry without it, or
+                            // it would come back for ever.
+                            Err(error) => {
+                                warn!(error = %error, "handled event's outcome cannot be stored; recorded as a dead letter");
+                                if let InboxEntry::Event(event) = &item.entry {
+                                    self.record(event, "processing_failed", &error.to_string())
+                                        .await;
+                                }
+                                match self.commit(Outcome::default(), &done, ack.as_ref()).await {
+                                    Ok(()) => {
+                                        if let Some(ack) = ack {
+                                            ack.settled();
+                                        }
+                                        return None;
+                                    }
+                                    Err(error) => ProcessError::Store(error),
+                                }
+                            }
                         },
                     }
                 }
@@ -517,13 +537,17 @@ impl Worker {
         done: &str,
         state: Option<&str>,
     ) -> Result<(bool, Option<Option<Vec<u8>>>), StoreError> {
-        match (state, self.store.as_redis()) {
-            (Some(state), Some(redis)) => {
-                let (mark, stored) = redis.get_pair(done, state).await?;
-                Ok((mark.is_some(), Some(stored)))
+        if let (Some(state), Some(redis)) = (state, self.store.as_redis()) {
+            match redis.get_pair(done, state).await {
+                Ok((mark, stored)) => return Ok((mark.is_some(), Some(stored))),
+                Err(error @ StoreError::Unavailable(_)) => return Err(error),
+                // A state that cannot be opened (sealed with a retired key):
+                // read the mark alone and let processing meet the state and
+                // record the failure, rather than wedging the entry.
+                Err(StoreError::Corrupt(_)) => {}
             }
-            _ => Ok((self.store.get(done).await?.is_some(), None)),
         }
+        Ok((self.store.get(done).await?.is_some(), None))
     }
 
     /// Keeps a handled event's outcome without a durable inbox: the state

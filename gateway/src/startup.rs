@@ -269,6 +269,7 @@ impl Application {
         .client_request_timeout(Duration::from_secs(5))
         .client_disconnect_timeout(Duration::from_secs(2))
         .max_connections(25_000)
+        .workers(settings.server.http_workers)
         .shutdown_timeout(grace.as_secs().max(1));
         let public = match &tls {
             Some(config) => public.listen_rustls_0_23(public_listener, config.clone())?,

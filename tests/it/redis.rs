@@ -168,6 +168,52 @@ async fn conversation_state_survives_a_gateway_restart_on_the_same_redis() {
 }
 
 #[tokio::test]
+async fn a_state_sealed_with_a_retired_key_is_recorded_and_leaves_no_entry_stuck() {
+    let server = RedisServer::start();
+    let first = spawn_app_with(&store_section(&server), &[]).await;
+    first
+        .post_telegram("tg", Some(TG_SECRET), &telegram_text(9404, "/order 10023"))
+        .await;
+    wait_for_reply_to(&first, "9404", 1).await;
+    first.stop().await;
+
+    // Only a new key: the state the first process sealed cannot be opened.
+    let section = format!(
+        "[store]\nurl = \"{}\"\ntimeout_ms = 500\nencryption_keys = \
+         [\"k2:HxAbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgEAAAA=\"]\n",
+        server.url()
+    );
+    let second = spawn_app_with(&section, &[]).await;
+    let answer = second
+        .post_telegram("tg", Some(TG_SECRET), &telegram_text(9404, "hello again"))
+        .await;
+    assert_eq!(answer.status(), 200);
+    let letter = second
+        .wait_for_dead_letter("processing_failed", Duration::from_secs(10))
+        .await;
+    assert_eq!(letter["conversation"], "telegram:tg:9404", "{letter}");
+    // Another chat is answered, and no inbox entry is left pending.
+    second
+        .post_telegram("tg", Some(TG_SECRET), &telegram_text(9405, "/order 10023"))
+        .await;
+    wait_for_reply_to(&second, "9405", 1).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let backlog: u64 = dump(&server)
+            .iter()
+            .filter(|(key, _)| key.starts_with("sb:v1:inbox:"))
+            .map(|(_, entries)| entries.len() as u64)
+            .sum();
+        if backlog == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{backlog} inbox values left");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    second.stop().await;
+}
+
+#[tokio::test]
 async fn secrets_and_conversation_text_never_reach_redis_in_plain_text() {
     let server = RedisServer::start();
     let app = spawn_app_with(&store_section(&server), &[]).await;
