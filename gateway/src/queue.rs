@@ -11,15 +11,21 @@
 //! dies leaves its entries pending, and whoever takes the lease next claims
 //! them (`XAUTOCLAIM`) and handles them before anything newer.
 //!
+//! A read whose answer never arrives (Redis killed after it recorded the
+//! read, a timeout) leaves entries pending for this replica that it never
+//! saw; so does an entry whose handling was given up. The feeder then reads
+//! its own pending list again before anything new, skipping what its lanes
+//! already hold, so nothing waits for a lease change that may never come.
+//!
 //! Architecture Invariant: one conversation's entries are handled in stream
 //! order: one partition per conversation, one lease holder per partition,
 //! one lane per conversation inside the holder. Handling can repeat after a
 //! crash, so handlers are idempotent (see `pipeline` and `sender`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
@@ -221,13 +227,88 @@ return 1
     }
 }
 
-/// Acknowledges one entry once it was handled.
+/// What the lease manager, a partition's feeder and its acks share.
+struct InFlight {
+    /// Ids handed to the lanes and not yet acknowledged or given up.
+    ids: Mutex<HashSet<String>>,
+    /// Set when an entry was left pending (given up, not acknowledged):
+    /// the feeder reads its own pending list again.
+    rescan: AtomicBool,
+    /// Until when (ms on [`clock_ms`]) the lease is surely ours: the send
+    /// time of the last renewal Redis confirmed, plus
+    /// [`KEEP_WITHOUT_RENEWAL`]. The feeder reads nothing after it, so a
+    /// lease manager slowed by timeouts cannot let two replicas read one
+    /// partition.
+    lease_until: AtomicU64,
+}
+
+/// Milliseconds on a monotonic clock private to this process.
+fn clock_ms() -> u64 {
+    static START: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(tokio::time::Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+impl InFlight {
+    fn new(renewal_sent_ms: u64) -> Self {
+        Self {
+            ids: Mutex::default(),
+            rescan: AtomicBool::new(false),
+            lease_until: AtomicU64::new(renewal_sent_ms + KEEP_WITHOUT_RENEWAL.as_millis() as u64),
+        }
+    }
+
+    fn renewed(&self, sent_ms: u64) {
+        self.lease_until.store(
+            sent_ms + KEEP_WITHOUT_RENEWAL.as_millis() as u64,
+            Ordering::SeqCst,
+        );
+    }
+
+    fn lease_is_fresh(&self) -> bool {
+        clock_ms() < self.lease_until.load(Ordering::SeqCst)
+    }
+
+    fn ids(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        // The set stays consistent even if a holder panicked: each
+        // operation is one insert or remove.
+        self.ids.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records `id` as handed out; false when it already is (a re-read of
+    /// the pending list found an entry the lanes still hold).
+    fn start(&self, id: &str) -> bool {
+        self.ids().insert(id.to_owned())
+    }
+
+    fn finish(&self, id: &str, left_pending: bool) {
+        self.ids().remove(id);
+        if left_pending {
+            self.rescan.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ids().is_empty()
+    }
+}
+
+/// Acknowledges one entry once it was handled. Dropped without a
+/// successful [`StreamAck::done`] (given up, shutting down, a panic), the
+/// entry stays pending and its feeder hands it out again.
 pub struct StreamAck {
     conn: Box<dyn AckConnection>,
     key: String,
     id: String,
-    inflight: Arc<AtomicUsize>,
+    inflight: Arc<InFlight>,
     timeout: Duration,
+    acknowledged: bool,
+}
+
+impl Drop for StreamAck {
+    fn drop(&mut self) {
+        self.inflight.finish(&self.id, !self.acknowledged);
+    }
 }
 
 impl std::fmt::Debug for StreamAck {
@@ -273,27 +354,30 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> AckConnection for C {
 }
 
 impl StreamAck {
-    /// Gives up on handling the entry here (shutting down, store down): it
-    /// stays pending and the next holder of the partition handles it.
+    /// Gives up on handling the entry for now (shutting down, store down):
+    /// it stays pending, and this feeder (or the partition's next holder)
+    /// hands it out again.
     pub fn abandon(self) {
-        self.inflight.fetch_sub(1, Ordering::SeqCst);
+        drop(self);
     }
 
     /// Marks the entry handled. Retries for a while when Redis is down:
-    /// an entry left unacknowledged is handled again (idempotently) by the
-    /// next lease holder, so giving up is safe, only wasteful.
-    pub async fn done(self) {
+    /// an entry left unacknowledged is handed out again and handled
+    /// idempotently, so giving up is safe, only wasteful.
+    pub async fn done(mut self) {
         let mut wait = Duration::from_millis(50);
         for _ in 0..8 {
             match tokio::time::timeout(self.timeout, self.conn.ack(&self.key, &self.id)).await {
-                Ok(Ok(())) => break,
+                Ok(Ok(())) => {
+                    self.acknowledged = true;
+                    return;
+                }
                 Ok(Err(error)) => debug!(error = %error, "ack failed; retrying"),
                 Err(_) => debug!("ack timed out; retrying"),
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(2));
         }
-        self.inflight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -305,8 +389,15 @@ const RELEASE: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return red
 struct Owned {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
-    inflight: Arc<AtomicUsize>,
+    inflight: Arc<InFlight>,
 }
+
+/// How long after its last confirmed renewal a partition is kept while
+/// renewals fail (Redis briefly away): well inside [`LEASE`], so nobody
+/// else can hold it meanwhile. Dropping it at the first failed renewal
+/// would idle it for a whole lease, since our own unexpired key keeps
+/// everyone out, us included.
+const KEEP_WITHOUT_RENEWAL: Duration = Duration::from_secs(3);
 
 /// Runs the lease manager: acquires a fair share of the partitions, feeds
 /// each owned partition to `deliver`, renews, rebalances when replicas come
@@ -349,6 +440,7 @@ where
             // Renew what we hold; forget what we lost.
             let mut lost = Vec::new();
             for partition in owned.keys().copied().collect::<Vec<_>>() {
+                let sent = clock_ms();
                 let mut conn = queue.conn.clone();
                 let renewed: Result<i64, StoreError> = queue
                     .timed(
@@ -360,8 +452,24 @@ where
                             .invoke_async(&mut conn),
                     )
                     .await;
-                if !matches!(renewed, Ok(1)) {
-                    lost.push(partition);
+                match renewed {
+                    Ok(1) => {
+                        if let Some(feeder) = owned.get(&partition) {
+                            feeder.inflight.renewed(sent);
+                        }
+                    }
+                    // Someone else holds it, or it expired.
+                    Ok(_) => lost.push(partition),
+                    Err(error) => {
+                        let expired = owned
+                            .get(&partition)
+                            .is_none_or(|feeder| !feeder.inflight.lease_is_fresh());
+                        if expired {
+                            lost.push(partition);
+                        } else {
+                            debug!(queue = queue.name, partition, error = %error, "lease renewal failed; keeping the partition for now");
+                        }
+                    }
                 }
             }
             for partition in lost {
@@ -398,6 +506,7 @@ where
                     if owned.contains_key(&partition) {
                         continue;
                     }
+                    let sent = clock_ms();
                     let mut conn = queue.conn.clone();
                     let key = queue.lease_key(partition);
                     let acquired: Result<Option<String>, StoreError> = queue
@@ -415,7 +524,7 @@ where
                     if matches!(acquired, Ok(Some(_))) {
                         info!(queue = queue.name, partition, "partition lease acquired");
                         let (feeder_stop, feeder_stop_rx) = watch::channel(false);
-                        let inflight = Arc::new(AtomicUsize::new(0));
+                        let inflight = Arc::new(InFlight::new(sent));
                         let task = tokio::spawn(feed(
                             queue.clone(),
                             partition,
@@ -468,7 +577,7 @@ async fn retire<C: ConnectionLike + Clone + Send + Sync + 'static>(
     let _ = feeder.stop.send(true);
     let _ = tokio::time::timeout(LEASE, feeder.task).await;
     let deadline = tokio::time::Instant::now() + LEASE * 2;
-    while feeder.inflight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+    while !feeder.inflight.is_empty() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let mut conn = queue.conn.clone();
@@ -528,7 +637,7 @@ async fn feed<C, F, Fut>(
     queue: Arc<StreamQueue<C>>,
     partition: u32,
     mut stop: watch::Receiver<bool>,
-    inflight: Arc<AtomicUsize>,
+    inflight: Arc<InFlight>,
     deliver: Arc<F>,
 ) where
     C: ConnectionLike + Clone + Send + Sync + 'static,
@@ -544,6 +653,15 @@ async fn feed<C, F, Fut>(
     loop {
         if *stop.borrow() {
             return;
+        }
+        if !inflight.lease_is_fresh() {
+            // Renewals are late (Redis slow or away): read nothing until
+            // the lease manager renews it or gives it up.
+            tokio::select! {
+                _ = tokio::time::sleep(IDLE_MAX) => {}
+                _ = stop.changed() => return,
+            }
+            continue;
         }
         let entries = if !taken_over {
             match take_over(&queue, &key).await {
@@ -563,6 +681,10 @@ async fn feed<C, F, Fut>(
                     }
                     other => other,
                 },
+                None if inflight.rescan.swap(false, Ordering::SeqCst) => {
+                    backlog_after = Some("0-0".to_owned());
+                    continue;
+                }
                 None => read(&queue, &key, ">").await,
             }
         };
@@ -573,6 +695,11 @@ async fn feed<C, F, Fut>(
                     // Redis lost the stream; recreate it and start over.
                     let _ = queue.ensure_group(partition).await;
                     taken_over = false;
+                } else if taken_over {
+                    // The read may have happened with its answer lost:
+                    // those entries are now pending for us, unseen. Look
+                    // at our pending list again before anything new.
+                    backlog_after = Some("0-0".to_owned());
                 }
                 warn!(queue = queue.name, partition, error = %error, "cannot read the stream; retrying");
                 tokio::select! {
@@ -595,13 +722,17 @@ async fn feed<C, F, Fut>(
             if backlog_after.is_some() {
                 backlog_after = Some(entry.id.clone());
             }
-            inflight.fetch_add(1, Ordering::SeqCst);
+            if !inflight.start(&entry.id) {
+                // Still in the lanes from an earlier read.
+                continue;
+            }
             let ack = StreamAck {
                 conn: Box::new(queue.conn.clone()),
                 key: key.clone(),
                 id: entry.id.clone(),
                 inflight: inflight.clone(),
                 timeout: queue.timeout,
+                acknowledged: false,
             };
             match payload(&entry) {
                 Some(bytes) => deliver(bytes, ack).await,
@@ -696,7 +827,7 @@ mod tests {
             assert!(partition_of(&format!("whatsapp:wa:{n}"), 16) < 16);
         }
         // Spread: 1000 keys touch every one of 16 partitions.
-        let used: std::collections::HashSet<u32> = (0..1000)
+        let used: HashSet<u32> = (0..1000)
             .map(|n| partition_of(&format!("k{n}"), 16))
             .collect();
         assert_eq!(used.len(), 16);
@@ -733,6 +864,145 @@ mod tests {
             .query(&mut connection)
             .unwrap();
         assert!(queue.add_bounded("telegram:tg:3", b"c", 2).await.unwrap());
+    }
+
+    /// A consumer on one partition that reports each payload it is given;
+    /// `keep` decides per payload whether to acknowledge it or to give it
+    /// up (drop the ack).
+    async fn consumer(
+        server: &switchboard_testkit::RedisServer,
+        keep: fn(&[u8], usize) -> bool,
+    ) -> (
+        Arc<StreamQueue<crate::store::RedisConnection>>,
+        tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+        watch::Sender<bool>,
+        JoinHandle<()>,
+    ) {
+        let store = crate::store::test_support::redis_store(server.url(), "", &[]).await;
+        let queue = Arc::new(StreamQueue::new(
+            store.connection(),
+            store.key(""),
+            "inbox",
+            1,
+            "r1".to_owned(),
+            Duration::from_millis(300),
+        ));
+        queue.ensure_groups().await.unwrap();
+        let (seen, seen_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (stop, stop_rx) = watch::channel(false);
+        let times = Arc::new(Mutex::new(HashMap::<Vec<u8>, usize>::new()));
+        let task = spawn_consumers(queue.clone(), stop_rx, move |bytes: Vec<u8>, ack| {
+            let seen = seen.clone();
+            let times = times.clone();
+            async move {
+                let n = {
+                    let mut times = times.lock().unwrap();
+                    let n = times.entry(bytes.clone()).or_default();
+                    *n += 1;
+                    *n
+                };
+                let acknowledge = keep(&bytes, n);
+                let _ = seen.send(bytes);
+                if acknowledge {
+                    ack.done().await;
+                }
+            }
+        });
+        (queue, seen_rx, stop, task)
+    }
+
+    async fn next(
+        seen: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+        within: Duration,
+    ) -> Vec<u8> {
+        tokio::time::timeout(within, seen.recv())
+            .await
+            .expect("nothing handed out in time")
+            .expect("consumer ended")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_entry_read_with_its_answer_lost_is_handed_out_without_a_lease_change() {
+        let server = switchboard_testkit::RedisServer::start();
+        let (queue, mut seen, stop, task) = consumer(&server, |_, _| true).await;
+        queue.add("telegram:tg:1", b"a").await.unwrap();
+        assert_eq!(next(&mut seen, Duration::from_secs(5)).await, b"a");
+
+        // A read that Redis carried out but whose answer never reached the
+        // replica (Redis killed before replying, a timeout): "b" is now
+        // pending for r1, and r1 never saw it.
+        let mut conn = server.connection();
+        let stream = queue.stream_key(0);
+        let _: Value = redis::pipe()
+            .atomic()
+            .cmd("XADD")
+            .arg(&stream)
+            .arg("*")
+            .arg("d")
+            .arg("b")
+            .cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg("r1")
+            .arg("COUNT")
+            .arg(10)
+            .arg("STREAMS")
+            .arg(&stream)
+            .arg(">")
+            .query(&mut conn)
+            .unwrap();
+        // Redis freezes past the store timeout: the replica's reads fail,
+        // but not for long enough to lose the lease (5 s).
+        server.pause();
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        server.resume();
+        // Well before the lease could have moved and been taken over.
+        assert_eq!(next(&mut seen, Duration::from_millis(2500)).await, b"b");
+        let holder: Option<String> = redis::cmd("GET")
+            .arg(queue.lease_key(0))
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(holder.as_deref(), Some("r1"), "the lease stayed put");
+        let pending: Value = redis::cmd("XPENDING")
+            .arg(&stream)
+            .arg(GROUP)
+            .query(&mut conn)
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        let mut pending = pending;
+        while !matches!(&pending, Value::Array(parts) if parts.first() == Some(&Value::Int(0))) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still pending: {pending:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            pending = redis::cmd("XPENDING")
+                .arg(&stream)
+                .arg(GROUP)
+                .query(&mut conn)
+                .unwrap();
+        }
+        let _ = stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        assert!(seen.try_recv().is_err(), "nothing was handed out twice");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_entry_given_up_is_handed_out_again_by_the_same_holder() {
+        let server = switchboard_testkit::RedisServer::start();
+        // "a" is given up the first time (the store was down too long, say):
+        // it is handed out again at once, not after a lease change.
+        let (queue, mut seen, stop, task) =
+            consumer(&server, |bytes, n| bytes != b"a" || n > 1).await;
+        queue.add("telegram:tg:1", b"a").await.unwrap();
+        assert_eq!(next(&mut seen, Duration::from_secs(5)).await, b"a");
+        assert_eq!(next(&mut seen, Duration::from_secs(2)).await, b"a");
+        queue.add("telegram:tg:1", b"b").await.unwrap();
+        assert_eq!(next(&mut seen, Duration::from_secs(2)).await, b"b");
+        let _ = stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        assert!(seen.try_recv().is_err(), "nothing else was handed out");
+        assert_eq!(queue.backlog().await.unwrap(), 0, "both acknowledged");
     }
 
     #[test]

@@ -99,6 +99,26 @@ struct Cluster {
     _dir: Dir,
 }
 
+/// A failed test shows what the replicas logged (at `warn`), which is
+/// the only trace of why an event went missing.
+impl Drop for Cluster {
+    #[allow(clippy::print_stderr)]
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for (n, replica) in self.replicas.iter().enumerate() {
+            let log = std::fs::read_to_string(&replica.log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(200)..];
+            eprintln!("---- replica-{n} log (last {} lines) ----", tail.len());
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
 struct Dir(PathBuf);
 
 impl Drop for Dir {
