@@ -25,11 +25,11 @@ use crate::effects::EffectRunner;
 use crate::handoff::{HandoffDesk, Line};
 use crate::lanes::{Lanes, PushError};
 use crate::metrics::{Metrics, PlatformLabel, PlatformResult};
-use crate::queue::{StreamAck, StreamQueue, spawn_consumers};
+use crate::queue::{Added, StreamAck, StreamQueue, spawn_consumers};
 use crate::ratelimit::{ChannelLimiter, Rate};
 use crate::registry::ChannelRegistry;
 use crate::sender::{Outbox, OutboxItem, now_ms};
-use crate::store::{DeadLetter, RedisConnection, Store, StoreError, state_key};
+use crate::store::{DeadLetter, RedisConnection, Store, StoreError, Write, state_key};
 
 /// How many effect round-trips one event may cause; a guard against a
 /// dialogue bug looping forever.
@@ -134,6 +134,14 @@ pub struct InboxItem {
     pub ack: Option<StreamAck>,
 }
 
+/// What [`Inbox::accept`] did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    Queued,
+    /// Seen before (a platform retry or a duplicate delivery).
+    Duplicate,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
     #[error("the inbox is full")]
@@ -160,6 +168,54 @@ impl Inbox {
     /// bound. The durable inbox returns once the event is in Redis.
     pub async fn submit(&self, event: InboundEvent) -> Result<(), SubmitError> {
         self.submit_entry(InboxEntry::Event(event)).await
+    }
+
+    /// Queues the event unless `dedupe_key` marks it as seen within
+    /// `dedupe_ttl`; a first sighting whose event cannot be queued leaves
+    /// no mark, so the platform's retry is let through. With a single Redis
+    /// node this is one round trip.
+    pub async fn accept(
+        &self,
+        store: &Store,
+        event: InboundEvent,
+        dedupe_key: &str,
+        dedupe_ttl: Duration,
+    ) -> Result<Accepted, SubmitError> {
+        if let (Inbox::Durable(queue, sealer, max_per_partition), Some(redis)) =
+            (self, store.as_redis())
+            && !redis.is_cluster()
+        {
+            let entry = InboxEntry::Event(event);
+            let key = entry.conversation().to_string();
+            let bytes =
+                serde_json::to_vec(&entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let sealed = sealer.seal(INBOX_PAYLOAD, &bytes)?;
+            let added = queue
+                .add_bounded_once(
+                    &key,
+                    &sealed,
+                    *max_per_partition,
+                    &redis.key(dedupe_key),
+                    dedupe_ttl,
+                )
+                .await?;
+            return match added {
+                Added::Queued => Ok(Accepted::Queued),
+                Added::Duplicate => Ok(Accepted::Duplicate),
+                Added::Full => Err(SubmitError::Full),
+            };
+        }
+        if !store.first_sighting(dedupe_key, dedupe_ttl).await? {
+            return Ok(Accepted::Duplicate);
+        }
+        match self.submit(event).await {
+            Ok(()) => Ok(Accepted::Queued),
+            Err(error) => {
+                // Not queued, so not seen: let the retry through.
+                let _ = store.delete(dedupe_key).await;
+                Err(error)
+            }
+        }
     }
 
     /// Queues a control message behind the conversation's events.
@@ -356,6 +412,28 @@ fn cap_text(event: &mut InboundEvent, max_chars: usize) {
     }
 }
 
+/// Whether an event can get an answer (and so needs the conversation's
+/// state): business-side events (receipts, statuses, echoes) never do.
+fn is_answerable(event: &InboundEvent) -> bool {
+    !matches!(
+        event.kind,
+        EventKind::Status(_)
+            | EventKind::Receipt(_)
+            | EventKind::Echo { .. }
+            | EventKind::Unsupported { .. }
+    )
+}
+
+/// What handling an event leaves to write: the conversation's new state
+/// (logical key, JSON) and the replies for the outbox. Written after the
+/// assistant's step, with a durable inbox in one transaction with the done
+/// mark and the acknowledgement (`Worker::commit`).
+#[derive(Default)]
+struct Outcome {
+    state: Option<(String, Vec<u8>)>,
+    replies: Vec<OutboxItem>,
+}
+
 /// How long a handled event is remembered; platforms stop retrying well
 /// before.
 const DONE_TTL: Duration = Duration::from_secs(48 * 3600);
@@ -370,55 +448,187 @@ fn is_unavailable(error: &ProcessError) -> bool {
 
 impl Worker {
     /// Handles one item and gives back its acknowledgement when the event
-    /// is done with; `None` leaves a durable entry pending.
+    /// is done with and still to be acknowledged; `None` when it was
+    /// acknowledged with the commit, or is left pending (store down).
     async fn handle_item(&self, mut item: InboxItem) -> Option<StreamAck> {
         let ack = item.ack.take();
         if !self.durable {
-            self.handle(&item.entry, item.received).await;
+            let (_, outcome) = self.handle(&item.entry, item.received, None).await;
+            if let Err(error) = self.write(outcome).await {
+                warn!(error = %error, "event handled but its outcome not kept");
+            }
             return ack;
         }
         let done = match &item.entry {
             InboxEntry::Event(event) => done_key(event),
             InboxEntry::Control(control) => control_done_key(control),
         };
+        // The state is read with the done mark, in one round trip.
+        let state = match &item.entry {
+            InboxEntry::Event(event) if is_answerable(event) => {
+                Some(state_key(&event.conversation))
+            }
+            _ => None,
+        };
         let started = Instant::now();
         let mut wait = Duration::from_millis(100);
         loop {
-            // Handled before a crash and acknowledged only now?
-            match self.store.get(&done).await {
-                Ok(Some(_)) => return ack,
-                Ok(None) => {}
-                Err(error) => warn!(error = %error, "store unavailable; retrying the event"),
-            }
-            match self.handle(&item.entry, item.received).await {
-                Some(error) if is_unavailable(&error) && started.elapsed() < STORE_PATIENCE => {
-                    warn!(error = %error, "store unavailable; retrying the event");
-                }
-                Some(error) if is_unavailable(&error) => {
-                    // Leave it pending: whoever holds the partition next
-                    // retries it.
-                    warn!(error = %error, "store still unavailable; event left in the inbox");
-                    if let Some(ack) = ack {
-                        ack.abandon();
+            let error = match self.load(&done, state.as_deref()).await {
+                // Handled before a crash and acknowledged only now.
+                Ok((true, _)) => return ack,
+                Ok((false, prefetched)) => {
+                    let (error, outcome) =
+                        self.handle(&item.entry, item.received, prefetched).await;
+                    match error {
+                        Some(error) if is_unavailable(&error) => error,
+                        // Handled, or failed for good (recorded): either way
+                        // it is done with.
+                        _ => match self.commit(outcome, &done, ack.as_ref()).await {
+                            Ok(()) => {
+                                if let Some(ack) = ack {
+                                    ack.settled();
+                                }
+                                return None;
+                            }
+                            Err(error @ StoreError::Unavailable(_)) => ProcessError::Store(error),
+                            // The outcome cannot be written at all (it
+                            // cannot be sealed, or Redis calls it corrupt):
+                            // record it and finish the entry without it, or
+                            // it would come back for ever.
+                            Err(error) => {
+                                warn!(error = %error, "handled event's outcome cannot be stored; recorded as a dead letter");
+                                if let InboxEntry::Event(event) = &item.entry {
+                                    self.record(event, "processing_failed", &error.to_string())
+                                        .await;
+                                }
+                                match self.commit(Outcome::default(), &done, ack.as_ref()).await {
+                                    Ok(()) => {
+                                        if let Some(ack) = ack {
+                                            ack.settled();
+                                        }
+                                        return None;
+                                    }
+                                    Err(error) => ProcessError::Store(error),
+                                }
+                            }
+                        },
                     }
-                    return None;
                 }
-                _ => break,
+                Err(error) => ProcessError::Store(error),
+            };
+            if !is_unavailable(&error) || started.elapsed() >= STORE_PATIENCE {
+                // Leave it pending: whoever holds the partition next
+                // retries it.
+                warn!(error = %error, "store still unavailable; event left in the inbox");
+                if let Some(ack) = ack {
+                    ack.abandon();
+                }
+                return None;
             }
+            warn!(error = %error, "store unavailable; retrying the event");
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(5));
         }
-        // Best effort: the mark matters only if the acknowledgement is lost.
-        let _ = self.store.put(&done, Vec::new(), DONE_TTL).await;
-        ack
+    }
+
+    /// Whether `done` is marked, and (when asked) the stored state.
+    async fn load(
+        &self,
+        done: &str,
+        state: Option<&str>,
+    ) -> Result<(bool, Option<Option<Vec<u8>>>), StoreError> {
+        if let (Some(state), Some(redis)) = (state, self.store.as_redis()) {
+            match redis.get_pair(done, state).await {
+                Ok((mark, stored)) => return Ok((mark.is_some(), Some(stored))),
+                Err(error @ StoreError::Unavailable(_)) => return Err(error),
+                // A state that cannot be opened (sealed with a retired key):
+                // read the mark alone and let processing meet the state and
+                // record the failure, rather than wedging the entry.
+                Err(StoreError::Corrupt(_)) => {}
+            }
+        }
+        Ok((self.store.get(done).await?.is_some(), None))
+    }
+
+    /// Keeps a handled event's outcome without a durable inbox: the state
+    /// in the store, the replies in the local outbox.
+    async fn write(&self, outcome: Outcome) -> Result<(), ProcessError> {
+        if let Some((key, bytes)) = outcome.state {
+            self.store.put(&key, bytes, self.state_ttl).await?;
+        }
+        for reply in outcome.replies {
+            self.outbox
+                .push(reply)
+                .await
+                .map_err(|_| ProcessError::OutboxClosed)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a handled entry's outcome, its done mark and its
+    /// acknowledgement together (one MULTI/EXEC on a single Redis node):
+    /// an entry is never acknowledged without its state and replies, and
+    /// never handled twice once they are written.
+    async fn commit(
+        &self,
+        outcome: Outcome,
+        done: &str,
+        ack: Option<&StreamAck>,
+    ) -> Result<(), StoreError> {
+        let Some(redis) = self.store.as_redis() else {
+            self.write(outcome)
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            return self.store.put(done, Vec::new(), DONE_TTL).await;
+        };
+        let mut entries = Vec::with_capacity(outcome.replies.len());
+        for reply in &outcome.replies {
+            match self.outbox.sealed_entry(reply) {
+                Some(entry) => entries.push(entry?),
+                None => {
+                    return Err(StoreError::Corrupt(
+                        "a durable inbox needs a durable outbox".to_owned(),
+                    ));
+                }
+            }
+        }
+        let mut writes = Vec::with_capacity(entries.len() + 3);
+        if let Some((key, bytes)) = &outcome.state {
+            writes.push(Write::Put {
+                key,
+                value: bytes,
+                ttl: self.state_ttl,
+            });
+        }
+        for (stream, payload) in &entries {
+            writes.push(Write::Append { stream, payload });
+        }
+        writes.push(Write::Put {
+            key: done,
+            value: &[],
+            ttl: DONE_TTL,
+        });
+        if let Some(ack) = ack {
+            writes.push(ack.write());
+        }
+        redis.commit(&writes).await
     }
 
     /// Processes one event, records metrics, and gives back the error when
-    /// it failed (after recording it, unless the store itself is down).
-    async fn handle(&self, entry: &InboxEntry, received: Instant) -> Option<ProcessError> {
+    /// it failed (after recording it, unless the store itself is down),
+    /// with what is left to write. `prefetched` is the conversation's
+    /// stored state when the caller read it already.
+    async fn handle(
+        &self,
+        entry: &InboxEntry,
+        received: Instant,
+        prefetched: Option<Option<Vec<u8>>>,
+    ) -> (Option<ProcessError>, Outcome) {
         let event = match entry {
             InboxEntry::Event(event) => event,
-            InboxEntry::Control(control) => return self.handle_control(control).await,
+            InboxEntry::Control(control) => {
+                return (self.handle_control(control).await, Outcome::default());
+            }
         };
         let platform = event.platform.as_str();
         let span = info_span!(
@@ -427,17 +637,17 @@ impl Worker {
             channel = %event.channel,
             event_id = %event.event_id,
         );
-        let result = self.process(event).instrument(span).await;
-        let (label, error) = match result {
-            Ok(label) => (label, None),
+        let result = self.process(event, prefetched).instrument(span).await;
+        let (label, error, outcome) = match result {
+            Ok((label, outcome)) => (label, None, outcome),
             Err(error) if self.durable && is_unavailable(&error) => {
-                ("store_unavailable", Some(error))
+                ("store_unavailable", Some(error), Outcome::default())
             }
             Err(error) => {
                 warn!(platform, channel = %event.channel, error = %error, "event processing failed");
                 self.record(event, "processing_failed", &error.to_string())
                     .await;
-                ("failed", Some(error))
+                ("failed", Some(error), Outcome::default())
             }
         };
         self.metrics
@@ -453,44 +663,60 @@ impl Worker {
                 .get_or_create(&PlatformLabel { platform })
                 .observe(received.elapsed().as_secs_f64());
         }
-        error
+        (error, outcome)
     }
 
-    async fn process(&self, event: &InboundEvent) -> Result<&'static str, ProcessError> {
+    async fn process(
+        &self,
+        event: &InboundEvent,
+        prefetched: Option<Option<Vec<u8>>>,
+    ) -> Result<(&'static str, Outcome), ProcessError> {
+        let nothing = |label| Ok((label, Outcome::default()));
         // Business-side events are recorded where useful and never answered.
-        match &event.kind {
-            EventKind::Status(status) if status.status == StatusKind::Failed => {
-                let detail = status
-                    .errors
-                    .iter()
-                    .map(|e| format!("{} {}", e.code, e.title.as_deref().unwrap_or("")))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                self.record(event, "delivery_failed", &detail).await;
-                return Ok("delivery_failed");
-            }
-            EventKind::Status(_) | EventKind::Receipt(_) => return Ok("receipt"),
-            EventKind::Echo { .. } => return Ok("echo"),
-            EventKind::Unsupported { kind, .. } => {
-                debug!(kind = %kind, "unsupported event kind, not answered");
-                return Ok("unsupported");
-            }
-            _ => {}
+        if !is_answerable(event) {
+            return match &event.kind {
+                EventKind::Status(status) if status.status == StatusKind::Failed => {
+                    let detail = status
+                        .errors
+                        .iter()
+                        .map(|e| format!("{} {}", e.code, e.title.as_deref().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    self.record(event, "delivery_failed", &detail).await;
+                    nothing("delivery_failed")
+                }
+                EventKind::Echo { .. } => nothing("echo"),
+                EventKind::Unsupported { kind, .. } => {
+                    debug!(kind = %kind, "unsupported event kind, not answered");
+                    nothing("unsupported")
+                }
+                _ => nothing("receipt"),
+            };
         }
         let Some(channel) = self.registry.get(event.channel.as_str()) else {
             return Err(ProcessError::UnknownChannel);
         };
         let conversation = &event.conversation;
         if event.is_from_customer() && !self.inbound_allowed(event).await {
-            return self.slow_down(event).await;
+            return Ok((self.slow_down(event).await?, Outcome::default()));
         }
-        let mut event = event.clone();
-        cap_text(&mut event, self.abuse.max_text_chars);
-        let event = &event;
+        // The assistant gets the event, its text capped, by reference.
+        let input = {
+            let mut owned = event.clone();
+            cap_text(&mut owned, self.abuse.max_text_chars);
+            Input::Event(owned)
+        };
+        let Input::Event(event) = &input else {
+            return Err(ProcessError::Encode("not an event".to_owned()));
+        };
         let key = state_key(conversation);
         let now = now_ms();
         let ttl_ms = i64::try_from(self.state_ttl.as_millis()).unwrap_or(i64::MAX);
-        let state = match self.store.get(&key).await? {
+        let stored = match prefetched {
+            Some(stored) => stored,
+            None => self.store.get(&key).await?,
+        };
+        let state = match stored {
             Some(bytes) => match serde_json::from_slice::<ConversationState>(&bytes) {
                 Ok(state) if !state.is_expired(now, ttl_ms) => state,
                 Ok(_) => ConversationState::new(now),
@@ -509,9 +735,7 @@ impl Worker {
             conversation,
             sender_id: &event.sender.id,
         };
-        let mut step = self
-            .assistant
-            .step(state, &Input::Event(event.clone()), &ctx);
+        let mut step = self.assistant.step(state, &input, &ctx);
         let mut replies = std::mem::take(&mut step.replies);
         let mut pending: std::collections::VecDeque<_> = std::mem::take(&mut step.effects).into();
         let mut erased = false;
@@ -537,6 +761,7 @@ impl Worker {
             self.note_customer_line(event, still_handed_off, now)
                 .await?;
         }
+        let mut outcome = Outcome::default();
         if erased {
             // Everything about the customer is gone; keep nothing, not even
             // the state that said goodbye.
@@ -557,7 +782,7 @@ impl Worker {
                 bytes = serde_json::to_vec(&ConversationState::new(now))
                     .map_err(|e| ProcessError::Encode(e.to_string()))?;
             }
-            self.store.put(&key, bytes, self.state_ttl).await?;
+            outcome.state = Some((key, bytes));
         }
         // The window runs from when the customer wrote, by the platform's
         // clock: a message redelivered a day late opens no window.
@@ -575,17 +800,14 @@ impl Worker {
             // Deterministic, so a reply produced again after a crash is
             // recognised by the sender and not sent twice.
             let reply_id = format!("{}#{index}", event_digest(event));
-            self.outbox
-                .push(OutboxItem {
-                    message,
-                    last_customer_ms,
-                    reply_id,
-                    ack: None,
-                })
-                .await
-                .map_err(|_| ProcessError::OutboxClosed)?;
+            outcome.replies.push(OutboxItem {
+                message,
+                last_customer_ms,
+                reply_id,
+                ack: None,
+            });
         }
-        Ok("answered")
+        Ok(("answered", outcome))
     }
 
     /// A customer wrote during a hand-off: the line goes to the agents

@@ -41,12 +41,16 @@ use crate::store::StoreError;
 /// move to others after this.
 pub const LEASE: Duration = Duration::from_secs(5);
 const RENEW_EVERY: Duration = Duration::from_secs(1);
-const GROUP: &str = "switchboard";
+pub(crate) const GROUP: &str = "switchboard";
 const READ_BATCH: usize = 64;
 /// Polling back-off when a partition is empty. Reads do not use `BLOCK`:
 /// a blocking read would stall every other command multiplexed on the
 /// shared connection.
 const IDLE_MIN: Duration = Duration::from_millis(2);
+/// Pause after a read that found fewer than `READ_BATCH` entries: under
+/// load it turns one read per entry into one per few entries (each read is
+/// a round trip), at the cost of at most this much added latency per hop.
+const BATCH_PAUSE: Duration = Duration::from_millis(3);
 const IDLE_MAX: Duration = Duration::from_millis(50);
 
 /// FNV-1a: stable across processes and builds, unlike `DefaultHasher`,
@@ -210,6 +214,61 @@ return 1
         Ok(added == 1)
     }
 
+    /// As [`StreamQueue::add_bounded`], and only when `dedupe_key` (a full
+    /// Redis key) was not set: the first sighting's mark, the bound check
+    /// and the append are one script, so a webhook costs one round trip.
+    /// Single node only: the mark and the stream live in different cluster
+    /// slots.
+    pub async fn add_bounded_once(
+        &self,
+        partition_key: &str,
+        payload: &[u8],
+        max_per_partition: u64,
+        dedupe_key: &str,
+        dedupe_ttl: Duration,
+    ) -> Result<Added, StoreError> {
+        // Refused for a full partition, the mark goes again so the
+        // platform's retry is let through.
+        const ONCE_BOUNDED_XADD: &str = r"
+if not redis.call('SET', KEYS[1], '', 'NX', 'PX', ARGV[1]) then return 0 end
+if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[1])
+  return -1
+end
+redis.call('XADD', KEYS[2], '*', 'd', ARGV[3])
+return 1
+";
+        static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+        let script = SCRIPT.get_or_init(|| redis::Script::new(ONCE_BOUNDED_XADD));
+        let key = self.stream_key(partition_of(partition_key, self.partitions));
+        let ttl_ms = u64::try_from(dedupe_ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut conn = self.conn.clone();
+        let outcome: i64 = self
+            .timed("XADD", async {
+                script
+                    .key(dedupe_key)
+                    .key(&key)
+                    .arg(ttl_ms)
+                    .arg(max_per_partition)
+                    .arg(payload)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(match outcome {
+            1 => Added::Queued,
+            0 => Added::Duplicate,
+            _ => Added::Full,
+        })
+    }
+
+    /// The stream a conversation's entries go to.
+    pub fn stream_key_for(&self, partition_key: &str) -> String {
+        self.stream_key(partition_of(partition_key, self.partitions))
+    }
+
     pub fn partitions(&self) -> u32 {
         self.partitions
     }
@@ -225,6 +284,16 @@ return 1
         }
         Ok(total)
     }
+}
+
+/// What [`StreamQueue::add_bounded_once`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    Queued,
+    /// The dedupe mark was there: seen before, nothing added.
+    Duplicate,
+    /// The partition is full: nothing added, no mark left.
+    Full,
 }
 
 /// What the lease manager, a partition's feeder and its acks share.
@@ -354,6 +423,21 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> AckConnection for C {
 }
 
 impl StreamAck {
+    /// The `XACK` + `XDEL` of this entry, to go into a
+    /// [`crate::store::RedisStore::commit`] with the writes that finish
+    /// handling it; call [`StreamAck::settled`] once that succeeded.
+    pub fn write(&self) -> crate::store::Write<'_> {
+        crate::store::Write::Ack {
+            stream: &self.key,
+            id: &self.id,
+        }
+    }
+
+    /// The entry was acknowledged as part of a commit.
+    pub fn settled(mut self) {
+        self.acknowledged = true;
+    }
+
     /// Gives up on handling the entry for now (shutting down, store down):
     /// it stays pending, and this feeder (or the partition's next holder)
     /// hands it out again.
@@ -718,6 +802,9 @@ async fn feed<C, F, Fut>(
             continue;
         }
         idle = IDLE_MIN;
+        // A short read means the partition is (nearly) drained: pause so
+        // the next read takes a batch rather than one entry per round trip.
+        let pause = entries.len() < READ_BATCH && backlog_after.is_none();
         for entry in entries {
             if backlog_after.is_some() {
                 backlog_after = Some(entry.id.clone());
@@ -743,6 +830,12 @@ async fn feed<C, F, Fut>(
                     );
                     ack.done().await;
                 }
+            }
+        }
+        if pause {
+            tokio::select! {
+                _ = tokio::time::sleep(BATCH_PAUSE) => {}
+                _ = stop.changed() => return,
             }
         }
     }
@@ -833,9 +926,10 @@ mod tests {
         assert_eq!(used.len(), 16);
     }
 
-    #[tokio::test]
-    async fn a_bounded_add_refuses_once_the_partition_is_full_and_takes_again_once_handled() {
-        let server = switchboard_testkit::RedisServer::start();
+    /// An inbox of one partition on a private Redis.
+    async fn one_partition_inbox(
+        server: &switchboard_testkit::RedisServer,
+    ) -> StreamQueue<crate::store::RedisConnection> {
         let store = crate::store::test_support::redis_store(server.url(), "", &[]).await;
         let queue = StreamQueue::new(
             store.connection(),
@@ -846,6 +940,13 @@ mod tests {
             Duration::from_secs(2),
         );
         queue.ensure_groups().await.unwrap();
+        queue
+    }
+
+    #[tokio::test]
+    async fn a_bounded_add_refuses_once_the_partition_is_full_and_takes_again_once_handled() {
+        let server = switchboard_testkit::RedisServer::start();
+        let queue = one_partition_inbox(&server).await;
         assert!(queue.add_bounded("telegram:tg:1", b"a", 2).await.unwrap());
         assert!(queue.add_bounded("telegram:tg:2", b"b", 2).await.unwrap());
         assert!(
@@ -1003,6 +1104,47 @@ mod tests {
         let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
         assert!(seen.try_recv().is_err(), "nothing else was handed out");
         assert_eq!(queue.backlog().await.unwrap(), 0, "both acknowledged");
+    }
+
+    #[tokio::test]
+    async fn a_once_only_add_marks_queues_refuses_duplicates_and_unmarks_when_full() {
+        let server = switchboard_testkit::RedisServer::start();
+        let queue = one_partition_inbox(&server).await;
+        let ttl = Duration::from_secs(60);
+        let add = |mark: &'static str| {
+            let queue = &queue;
+            async move {
+                queue
+                    .add_bounded_once("telegram:tg:1", mark.as_bytes(), 2, mark, ttl)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(add("sb:v1:seen:a").await, Added::Queued);
+        assert_eq!(add("sb:v1:seen:a").await, Added::Duplicate);
+        assert_eq!(add("sb:v1:seen:b").await, Added::Queued);
+        assert_eq!(queue.backlog().await.unwrap(), 2);
+        // Full: nothing added and no mark left, so the retry is let through.
+        assert_eq!(add("sb:v1:seen:c").await, Added::Full);
+        assert_eq!(queue.backlog().await.unwrap(), 2);
+        let mut connection = server.connection();
+        let marked: bool = redis::cmd("EXISTS")
+            .arg("sb:v1:seen:c")
+            .query(&mut connection)
+            .unwrap();
+        assert!(!marked);
+        let ttl_ms: i64 = redis::cmd("PTTL")
+            .arg("sb:v1:seen:a")
+            .query(&mut connection)
+            .unwrap();
+        assert!(ttl_ms > 0 && ttl_ms <= 60_000, "{ttl_ms}");
+        let _: i64 = redis::cmd("XTRIM")
+            .arg(queue.stream_key(0))
+            .arg("MAXLEN")
+            .arg(1)
+            .query(&mut connection)
+            .unwrap();
+        assert_eq!(add("sb:v1:seen:c").await, Added::Queued);
     }
 
     #[test]

@@ -105,6 +105,24 @@ impl Outbox {
     }
 }
 
+impl Outbox {
+    /// The stream and sealed entry a reply is appended as, so it can be
+    /// written in one transaction with other writes; `None` for the local
+    /// outbox.
+    pub fn sealed_entry(&self, item: &OutboxItem) -> Option<Result<(String, Vec<u8>), StoreError>> {
+        let Outbox::Durable(queue, store) = self else {
+            return None;
+        };
+        let key = item.message.conversation.to_string();
+        Some(
+            serde_json::to_vec(item)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))
+                .and_then(|bytes| store.seal(OUTBOX_PAYLOAD, &bytes))
+                .map(|sealed| (queue.stream_key_for(&key), sealed)),
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("the outbox is closed (shutting down)")]
 pub struct OutboxClosed;
@@ -161,10 +179,7 @@ pub fn start(
             let delivery = handler.clone();
             async move {
                 let ack = item.ack.take();
-                delivery.deliver_once(item).await;
-                if let Some(ack) = ack {
-                    ack.done().await;
-                }
+                delivery.deliver_once(item, ack).await;
             }
         },
     );
@@ -231,14 +246,22 @@ struct Delivery {
 
 impl Delivery {
     /// Delivers a reply unless it was delivered before (durable outbox,
-    /// after a crash), then remembers it as delivered.
-    async fn deliver_once(&self, item: OutboxItem) {
+    /// after a crash), then remembers it as delivered and acknowledges its
+    /// outbox entry, together (one MULTI/EXEC on a single Redis node).
+    async fn deliver_once(&self, item: OutboxItem, ack: Option<StreamAck>) {
         if !self.durable {
-            return self.deliver(item).await;
+            self.deliver(item).await;
+            if let Some(ack) = ack {
+                ack.done().await;
+            }
+            return;
         }
         let key = sent_key(&item.reply_id);
         if let Ok(Some(_)) = self.store.get(&key).await {
             debug!("reply already delivered before a restart; skipping");
+            if let Some(ack) = ack {
+                ack.done().await;
+            }
             return;
         }
         self.deliver(item).await;
@@ -246,13 +269,34 @@ impl Delivery {
         // reply again, so insist for a while when Redis is briefly away.
         let mut wait = Duration::from_millis(50);
         for _ in 0..10 {
-            if self.store.put(&key, Vec::new(), SENT_TTL).await.is_ok() {
+            let written = match (self.store.as_redis(), &ack) {
+                (Some(redis), Some(ack)) => {
+                    let mark = crate::store::Write::Put {
+                        key: &key,
+                        value: &[],
+                        ttl: SENT_TTL,
+                    };
+                    redis.commit(&[mark, ack.write()]).await
+                }
+                _ => self.store.put(&key, Vec::new(), SENT_TTL).await,
+            };
+            if written.is_ok() {
+                if let Some(ack) = ack {
+                    if self.store.as_redis().is_some() {
+                        ack.settled();
+                    } else {
+                        ack.done().await;
+                    }
+                }
                 return;
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(2));
         }
         warn!("could not record a delivered reply; it may be sent again after a crash");
+        if let Some(ack) = ack {
+            ack.done().await;
+        }
     }
 
     async fn deliver(&self, item: OutboxItem) {

@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use switchboard_model::{HandshakeError, HandshakeQuery, Headers, Platform, RawWebhook};
 use tracing::{info, warn};
 
-use crate::pipeline::SubmitError;
+use crate::pipeline::{Accepted, SubmitError};
 use crate::registry::Route;
 use crate::startup::AppState;
 use crate::store::{DeadLetter, dedupe_key};
@@ -282,26 +282,19 @@ pub async fn receive(
             }
         }
         let key = dedupe_key(label, event.channel.as_str(), event.event_id.as_str());
-        match state.store.first_sighting(&key, dedupe_ttl).await {
-            Ok(true) => {}
-            Ok(false) => {
-                duplicates += 1;
-                continue;
-            }
-            Err(error) => {
+        match state
+            .inbox
+            .accept(&state.store, event, &key, dedupe_ttl)
+            .await
+        {
+            Ok(Accepted::Queued) => accepted += 1,
+            Ok(Accepted::Duplicate) => duplicates += 1,
+            Err(SubmitError::Unavailable(error)) => {
                 warn!(platform = label, error = %error, "store unavailable; asking the platform to retry");
                 return unavailable(&state, label);
             }
-        }
-        match state.inbox.submit(event).await {
-            Ok(()) => accepted += 1,
             Err(error) => {
-                // Not queued, so not seen: let the retry through.
-                let _ = state.store.delete(&key).await;
                 warn!(platform = label, error = %error, "inbox cannot take the event; asking the platform to retry");
-                if let SubmitError::Unavailable(_) = error {
-                    return unavailable(&state, label);
-                }
                 state.metrics.webhook(label, "busy");
                 return HttpResponse::ServiceUnavailable()
                     .insert_header((header::RETRY_AFTER, "1"))

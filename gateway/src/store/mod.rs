@@ -21,7 +21,7 @@ use switchboard_model::ConversationKey;
 
 use crate::config::StoreSettings;
 pub use memory::MemoryStore;
-pub use redis::{RedisConnection, RedisStore};
+pub use redis::{RedisConnection, RedisStore, Write};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -539,6 +539,166 @@ mod conformance {
         check(Store::Redis(redis_store(server.url(), "", &[K1]).await)).await;
     }
 
+    /// A stream with its group and one entry read but not acknowledged,
+    /// as the worker holds it while handling; gives the entry's id.
+    async fn pending_entry(store: &RedisStore, stream: &str) -> String {
+        let mut connection = store.connection();
+        let _: () = ::redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(stream)
+            .arg(crate::queue::GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let id: String = ::redis::cmd("XADD")
+            .arg(stream)
+            .arg("*")
+            .arg("d")
+            .arg("event")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let _: ::redis::Value = ::redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(crate::queue::GROUP)
+            .arg("r1")
+            .arg("STREAMS")
+            .arg(stream)
+            .arg(">")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        id
+    }
+
+    /// `commit` writes state, reply, done mark and acknowledgement, and
+    /// `get_pair` reads them back, on a single node and across cluster
+    /// slots alike.
+    async fn check_commit(store: &RedisStore) {
+        let mut connection = store.connection();
+        let inbox = store.key("sb:v1:inbox:{inbox-3}");
+        let outbox = store.key("sb:v1:outbox:{outbox-5}");
+        let id = pending_entry(store, &inbox).await;
+        let state = state_key(&conversation(9));
+        let ttl = Duration::from_secs(60);
+        store
+            .commit(&[
+                Write::Put {
+                    key: &state,
+                    value: b"new state",
+                    ttl,
+                },
+                Write::Append {
+                    stream: &outbox,
+                    payload: b"reply",
+                },
+                Write::Put {
+                    key: "sb:v1:done:e1",
+                    value: &[],
+                    ttl,
+                },
+                Write::Ack {
+                    stream: &inbox,
+                    id: &id,
+                },
+            ])
+            .await
+            .unwrap();
+        let (done, stored) = store.get_pair("sb:v1:done:e1", &state).await.unwrap();
+        assert!(done.is_some());
+        assert_eq!(stored.as_deref(), Some(&b"new state"[..]));
+        assert_eq!(
+            store.get_pair("sb:v1:done:e2", &state).await.unwrap().0,
+            None
+        );
+        let (outbox_len, inbox_len): (u64, u64) = (
+            ::redis::cmd("XLEN")
+                .arg(&outbox)
+                .query_async(&mut connection)
+                .await
+                .unwrap(),
+            ::redis::cmd("XLEN")
+                .arg(&inbox)
+                .query_async(&mut connection)
+                .await
+                .unwrap(),
+        );
+        assert_eq!((outbox_len, inbox_len), (1, 0), "reply added, event gone");
+    }
+
+    #[tokio::test]
+    async fn a_commit_on_one_node_is_all_or_nothing() {
+        let server = RedisServer::start();
+        assert!(server.is_private(), "needs its own redis-server");
+        let store = redis_store(server.url(), "", &[K1]).await;
+        check_commit(&store).await;
+
+        // Out of memory, SET and XADD are refused: then the acknowledgement
+        // (which Redis would still allow) must not happen either, or the
+        // event would be gone without its state and reply.
+        let inbox = "sb:v1:inbox:{inbox-0}";
+        let id = pending_entry(&store, inbox).await;
+        let mut admin = server.connection();
+        let _: () = ::redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg("1")
+            .query(&mut admin)
+            .unwrap();
+        let state = state_key(&conversation(10));
+        let ttl = Duration::from_secs(60);
+        let writes = [
+            Write::Put {
+                key: &state,
+                value: b"state",
+                ttl,
+            },
+            Write::Append {
+                stream: "sb:v1:outbox:{outbox-0}",
+                payload: b"reply",
+            },
+            Write::Put {
+                key: "sb:v1:done:e9",
+                value: &[],
+                ttl,
+            },
+            Write::Ack {
+                stream: inbox,
+                id: &id,
+            },
+        ];
+        let refused = store.commit(&writes).await;
+        let _: () = ::redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg("0")
+            .query(&mut admin)
+            .unwrap();
+        assert!(
+            matches!(refused, Err(StoreError::Unavailable(_))),
+            "{refused:?}"
+        );
+        let pending: (u64, ::redis::Value, ::redis::Value, ::redis::Value) =
+            ::redis::cmd("XPENDING")
+                .arg(inbox)
+                .arg(crate::queue::GROUP)
+                .query(&mut admin)
+                .unwrap();
+        assert_eq!(pending.0, 1, "the event is still pending");
+        assert_eq!(store.get(&state).await.unwrap(), None);
+        assert_eq!(store.get("sb:v1:done:e9").await.unwrap(), None);
+        // Once Redis has room again the same commit goes through whole.
+        store.commit(&writes).await.unwrap();
+        assert_eq!(
+            store.get(&state).await.unwrap().as_deref(),
+            Some(&b"state"[..])
+        );
+        let len: u64 = ::redis::cmd("XLEN").arg(inbox).query(&mut admin).unwrap();
+        assert_eq!(len, 0);
+    }
+
     #[tokio::test]
     async fn redis_store_without_encryption_conforms() {
         let server = RedisServer::start();
@@ -550,6 +710,7 @@ mod conformance {
         let cluster = RedisCluster::start(3);
         let store = redis_store(&cluster.url(), "shop-a:", &[K1]).await;
         check(Store::Redis(store.clone())).await;
+        check_commit(&store).await;
 
         // A conversation's keys share one slot, so one DEL (or a script)
         // can touch them all.

@@ -215,6 +215,21 @@ impl fmt::Debug for RedisStore {
     }
 }
 
+/// One write of [`RedisStore::commit`].
+#[derive(Debug)]
+pub enum Write<'a> {
+    /// `SET` a logical key (sealed like [`RedisStore::put`]) with a TTL.
+    Put {
+        key: &'a str,
+        value: &'a [u8],
+        ttl: Duration,
+    },
+    /// `XADD` an already sealed entry to a stream (full Redis key).
+    Append { stream: &'a str, payload: &'a [u8] },
+    /// `XACK` and `XDEL` one handled stream entry (full Redis key).
+    Ack { stream: &'a str, id: &'a str },
+}
+
 /// Maps a client error: broken data is `Corrupt`, anything else (refused,
 /// reset, timed out, cluster down, out of memory) is `Unavailable`, so the
 /// caller answers 503 and the platform retries.
@@ -450,12 +465,7 @@ impl RedisStore {
                     .query_async(&mut connection),
             )
             .await?;
-        match stored {
-            // A mark from `first_sighting`: sealed values are never empty.
-            Some(stored) if stored.is_empty() || is_dedupe_key(key) => Ok(Some(stored)),
-            Some(stored) => self.open(&redis_key, &stored).map(Some),
-            None => Ok(None),
-        }
+        self.opened(key, &redis_key, stored)
     }
 
     pub async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> StoreResult<()> {
@@ -476,6 +486,109 @@ impl RedisStore {
                 .query_async::<()>(&mut connection),
         )
         .await
+    }
+
+    /// True on a Redis Cluster, where one round trip cannot span slots.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.connection, RedisConnection::Cluster(_))
+    }
+
+    /// Two [`RedisStore::get`]s in one round trip on a single node; one
+    /// after the other on a cluster (the keys live in different slots).
+    pub async fn get_pair(
+        &self,
+        first: &str,
+        second: &str,
+    ) -> StoreResult<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+        if self.is_cluster() {
+            return Ok((self.get(first).await?, self.get(second).await?));
+        }
+        let (first_key, second_key) = (self.key(first), self.key(second));
+        let mut pipeline = redis::pipe();
+        pipeline
+            .cmd("GET")
+            .arg(&first_key)
+            .cmd("GET")
+            .arg(&second_key);
+        let mut connection = self.connection();
+        let (a, b): (Option<Vec<u8>>, Option<Vec<u8>>) = self
+            .call("GET", pipeline.query_async(&mut connection))
+            .await?;
+        Ok((
+            self.opened(first, &first_key, a)?,
+            self.opened(second, &second_key, b)?,
+        ))
+    }
+
+    fn opened(
+        &self,
+        logical: &str,
+        redis_key: &str,
+        stored: Option<Vec<u8>>,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        match stored {
+            // A mark from `first_sighting`: sealed values are never empty.
+            Some(stored) if stored.is_empty() || is_dedupe_key(logical) => Ok(Some(stored)),
+            Some(stored) => self.open(redis_key, &stored).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Carries out `writes` in order. On a single node they are one
+    /// MULTI/EXEC: all or nothing, one round trip, so a handled event's
+    /// state, its replies, its done mark and its acknowledgement cannot
+    /// part (and a write refused for lack of memory aborts them all). On a
+    /// cluster they span slots, so they run one by one in the given order,
+    /// which keeps the guarantees a crash between them needs: whatever is
+    /// done before the acknowledgement is redone idempotently.
+    pub async fn commit(&self, writes: &[Write<'_>]) -> StoreResult<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let mut commands: Vec<Cmd> = Vec::with_capacity(writes.len() + 1);
+        for write in writes {
+            match write {
+                Write::Put { key, value, ttl } => {
+                    let redis_key = self.key(key);
+                    let stored = if is_dedupe_key(key) {
+                        value.to_vec()
+                    } else {
+                        self.seal(&redis_key, value)?
+                    };
+                    let mut set = redis::cmd("SET");
+                    set.arg(&redis_key).arg(stored).arg("PX").arg(ttl_ms(*ttl));
+                    commands.push(set);
+                }
+                Write::Append { stream, payload } => {
+                    let mut add = redis::cmd("XADD");
+                    add.arg(*stream).arg("*").arg("d").arg(*payload);
+                    commands.push(add);
+                }
+                Write::Ack { stream, id } => {
+                    let mut ack = redis::cmd("XACK");
+                    ack.arg(*stream).arg(crate::queue::GROUP).arg(*id);
+                    let mut delete = redis::cmd("XDEL");
+                    delete.arg(*stream).arg(*id);
+                    commands.push(ack);
+                    commands.push(delete);
+                }
+            }
+        }
+        let mut connection = self.connection();
+        if self.is_cluster() {
+            for command in &commands {
+                self.call("write", command.query_async::<()>(&mut connection))
+                    .await?;
+            }
+            return Ok(());
+        }
+        let mut pipeline = redis::pipe();
+        pipeline.atomic();
+        for command in commands {
+            pipeline.add_command(command).ignore();
+        }
+        self.call("MULTI", pipeline.query_async::<()>(&mut connection))
+            .await
     }
 
     pub async fn delete(&self, key: &str) -> StoreResult<()> {
