@@ -52,6 +52,10 @@ const IDLE_MIN: Duration = Duration::from_millis(2);
 /// a round trip), at the cost of at most this much added latency per hop.
 const BATCH_PAUSE: Duration = Duration::from_millis(3);
 const IDLE_MAX: Duration = Duration::from_millis(50);
+/// Least time between two re-reads of a feeder's own pending list asked
+/// for by given-up entries, so an entry that fails every time is retried
+/// once a second, not in a tight loop.
+const RESCAN_EVERY: Duration = Duration::from_secs(1);
 
 /// FNV-1a: stable across processes and builds, unlike `DefaultHasher`,
 /// because every replica must agree on a conversation's partition.
@@ -734,6 +738,7 @@ async fn feed<C, F, Fut>(
     let mut backlog_after: Option<String> = None;
     let mut taken_over = false;
     let mut idle = IDLE_MIN;
+    let mut last_rescan = tokio::time::Instant::now();
     loop {
         if *stop.borrow() {
             return;
@@ -765,7 +770,10 @@ async fn feed<C, F, Fut>(
                     }
                     other => other,
                 },
-                None if inflight.rescan.swap(false, Ordering::SeqCst) => {
+                None if last_rescan.elapsed() >= RESCAN_EVERY
+                    && inflight.rescan.swap(false, Ordering::SeqCst) =>
+                {
+                    last_rescan = tokio::time::Instant::now();
                     backlog_after = Some("0-0".to_owned());
                     continue;
                 }

@@ -214,6 +214,55 @@ async fn a_state_sealed_with_a_retired_key_is_recorded_and_leaves_no_entry_stuck
 }
 
 #[tokio::test]
+async fn an_event_whose_done_mark_was_sealed_with_a_retired_key_counts_as_handled() {
+    let server = RedisServer::start();
+    let first = spawn_app_with(&store_section(&server), &[]).await;
+    let update = telegram_text(9406, "/order 10023");
+    first.post_telegram("tg", Some(TG_SECRET), &update).await;
+    wait_for_reply_to(&first, "9406", 1).await;
+    first.stop().await;
+
+    // The same event comes again after the keys changed (say, replayed by
+    // a replica that crashed before acknowledging it): its dedupe mark is
+    // gone, and its done mark can no longer be opened.
+    let mut connection = server.connection();
+    let seen: Vec<String> = redis::cmd("KEYS")
+        .arg("sb:v1:seen:*")
+        .query(&mut connection)
+        .unwrap();
+    assert!(!seen.is_empty(), "the first delivery left a dedupe mark");
+    for key in seen {
+        let _: i64 = redis::cmd("DEL").arg(key).query(&mut connection).unwrap();
+    }
+    let section = format!(
+        "[store]\nurl = \"{}\"\ntimeout_ms = 500\nencryption_keys = \
+         [\"k2:HxAbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgEAAAA=\"]\n",
+        server.url()
+    );
+    let second = spawn_app_with(&section, &[]).await;
+    let answer = second.post_telegram("tg", Some(TG_SECRET), &update).await;
+    assert_eq!(answer.status(), 200);
+    // The mark's presence says it was handled: acknowledged, not answered
+    // again, and not left pending (which would retry it for ever).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let backlog: u64 = dump(&server)
+            .iter()
+            .filter(|(key, _)| key.starts_with("sb:v1:inbox:"))
+            .map(|(_, entries)| entries.len() as u64)
+            .sum();
+        if backlog == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{backlog} inbox values left");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(second.fake.to_chat("9406").len(), 0, "answered again");
+    second.stop().await;
+}
+
+#[tokio::test]
 async fn secrets_and_conversation_text_never_reach_redis_in_plain_text() {
     let server = RedisServer::start();
     let app = spawn_app_with(&store_section(&server), &[]).await;
