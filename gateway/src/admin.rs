@@ -146,7 +146,9 @@ crate::routes::route_table! {
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if state.shutting_down() {
-        return HttpResponse::ServiceUnavailable().body("shutting down\n");
+        return HttpResponse::ServiceUnavailable()
+            .content_type("text/plain; charset=utf-8")
+            .body("shutting down\n");
     }
     match state.store.ping().await {
         Ok(()) => HttpResponse::Ok()
@@ -154,7 +156,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             .body("ready\n"),
         Err(error) => {
             warn!(error = %error, "not ready: store unavailable");
-            HttpResponse::ServiceUnavailable().body("store unavailable\n")
+            HttpResponse::ServiceUnavailable()
+                .content_type("text/plain; charset=utf-8")
+                .body("store unavailable\n")
         }
     }
 }

@@ -548,11 +548,17 @@ async fn reply(
     state: web::Data<AppState>,
     desk: web::Data<HandoffDesk>,
     path: web::Path<String>,
-    body: web::Json<ReplyForm>,
+    body: Bytes,
 ) -> HttpResponse {
     let session = match acting_session(&req, &state).await {
         Ok(session) => session,
         Err(response) => return *response,
+    };
+    // Read only for a caller with a session: nobody else learns how a
+    // body is judged.
+    let body: ReplyForm = match crate::routes::json_body(&req, &body) {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
     };
     act(
         &state,
@@ -688,14 +694,20 @@ async fn admin_take(
     take_over(&state, &desk, &path, &admin_name(&req)).await
 }
 
+/// Largest signed agent reply body read (actix's default for a body read
+/// whole).
+const MAX_SIGNED_REPLY_BYTES: usize = 256 * 1024;
+
 /// An agent reply from a tool or help desk: an operator bearer token, or
-/// the body signed with `[handoff] webhook_secret`.
+/// the body signed with `[handoff] webhook_secret`. The body is read only
+/// once the headers could authorise it, so an anonymous caller cannot make
+/// the gateway buffer anything.
 async fn admin_reply(
     req: HttpRequest,
     state: web::Data<AppState>,
     desk: web::Data<HandoffDesk>,
     path: web::Path<String>,
-    body: Bytes,
+    payload: web::Payload,
 ) -> HttpResponse {
     let bearer = req
         .headers()
@@ -706,25 +718,37 @@ async fn admin_reply(
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .and_then(|token| token_identity(&state, token));
-    let signed = req
+    let signature = req
         .headers()
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
-        .zip(desk.webhook_secret())
-        .is_some_and(|(signature, secret)| signature_valid(secret, &body, signature));
-    let caller = match bearer {
-        Some((name, Role::Operator)) => name,
+        .zip(desk.webhook_secret());
+    let unauthenticated = || {
+        warn!(target: "switchboard::audit", path = "/admin/handoffs/#/reply", outcome = "unauthenticated", "agent reply refused");
+        HttpResponse::Unauthorized()
+            .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"switchboard-admin\""))
+            .json(json!({"error": "unauthorized", "hint": "send an operator bearer token or sign the body (X-Switchboard-Signature-256)"}))
+    };
+    let operator = match bearer {
+        Some((name, Role::Operator)) => Some(name),
         Some((name, Role::ReadOnly)) => {
             warn!(target: "switchboard::audit", token = %name, path = "/admin/handoffs/#/reply", outcome = "forbidden", "agent reply refused");
             return error(StatusCode::FORBIDDEN, "this action needs an operator token");
         }
+        None if signature.is_some() => None,
+        None => return unauthenticated(),
+    };
+    let body = match payload.to_bytes_limited(MAX_SIGNED_REPLY_BYTES).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => return error(StatusCode::BAD_REQUEST, "the body could not be read"),
+        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "the body is too large"),
+    };
+    let signed = operator.is_none()
+        && signature.is_some_and(|(signature, secret)| signature_valid(secret, &body, signature));
+    let caller = match operator {
+        Some(name) => name,
         None if signed => "help-desk".to_owned(),
-        None => {
-            warn!(target: "switchboard::audit", path = "/admin/handoffs/#/reply", outcome = "unauthenticated", "agent reply refused");
-            return HttpResponse::Unauthorized()
-                .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"switchboard-admin\""))
-                .json(json!({"error": "unauthorized", "hint": "send an operator bearer token or sign the body (X-Switchboard-Signature-256)"}));
-        }
+        None => return unauthenticated(),
     };
     let Ok(form) = serde_json::from_slice::<ReplyForm>(&body) else {
         return error(StatusCode::BAD_REQUEST, "expected {\"text\": \"...\"}");

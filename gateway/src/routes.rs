@@ -249,41 +249,69 @@ pub fn query_config() -> web::QueryConfig {
 /// only the kind of error and where it is are told.
 pub fn json_config() -> web::JsonConfig {
     web::JsonConfig::default().error_handler(|error, _req| {
-        use actix_web::error::JsonPayloadError;
-        let (status, detail) = match &error {
-            JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => (
-                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-                "the body is too large".to_owned(),
-            ),
-            JsonPayloadError::ContentType => (
-                actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "send Content-Type: application/json".to_owned(),
-            ),
-            JsonPayloadError::Deserialize(inner) | JsonPayloadError::Serialize(inner) => {
-                let kind = match inner.classify() {
-                    serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                        "the body is not valid JSON"
-                    }
-                    serde_json::error::Category::Data | serde_json::error::Category::Io => {
-                        "the body has a missing, unknown or mistyped field"
-                    }
-                };
-                (
-                    actix_web::http::StatusCode::BAD_REQUEST,
-                    format!("{kind} (line {}, column {})", inner.line(), inner.column()),
-                )
-            }
-            _ => (
-                actix_web::http::StatusCode::BAD_REQUEST,
-                "the body could not be read".to_owned(),
-            ),
-        };
-        let answer = HttpResponse::build(status).json(serde_json::json!({
-            "error": "invalid body",
-            "detail": detail,
-        }));
+        let answer = json_refusal(&error);
         actix_web::error::InternalError::from_response(error, answer).into()
     })
+}
+
+/// The answer to a JSON body that does not fit (see [`json_config`]).
+pub fn json_refusal(error: &actix_web::error::JsonPayloadError) -> HttpResponse {
+    use actix_web::error::JsonPayloadError;
+    let (status, detail) = match error {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => (
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "the body is too large".to_owned(),
+        ),
+        JsonPayloadError::ContentType => (
+            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send Content-Type: application/json".to_owned(),
+        ),
+        JsonPayloadError::Deserialize(inner) | JsonPayloadError::Serialize(inner) => {
+            let kind = match inner.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    "the body is not valid JSON"
+                }
+                serde_json::error::Category::Data | serde_json::error::Category::Io => {
+                    "the body has a missing, unknown or mistyped field"
+                }
+            };
+            (
+                actix_web::http::StatusCode::BAD_REQUEST,
+                format!("{kind} (line {}, column {})", inner.line(), inner.column()),
+            )
+        }
+        _ => (
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "the body could not be read".to_owned(),
+        ),
+    };
+    HttpResponse::build(status).json(serde_json::json!({
+        "error": "invalid body",
+        "detail": detail,
+    }))
+}
+
+/// Parses a JSON body read as bytes, for handlers that must check the
+/// caller before they look at the body; refusals match [`json_config`]'s.
+pub fn json_body<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<T, HttpResponse> {
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<actix_web::mime::Mime>().ok())
+        .is_some_and(|m| {
+            m.subtype() == actix_web::mime::JSON || m.suffix() == Some(actix_web::mime::JSON)
+        });
+    if !json {
+        return Err(json_refusal(
+            &actix_web::error::JsonPayloadError::ContentType,
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| json_refusal(&actix_web::error::JsonPayloadError::Deserialize(e)))
 }
 
 /// `GET /admin/openapi.json`.

@@ -512,6 +512,38 @@ async fn console_sessions_need_a_known_token_the_cookie_and_the_csrf_token() {
         .await
         .unwrap();
     assert_eq!(no_csrf.status(), 403);
+    // Without a session, a malformed body is not judged: 401, not 400.
+    let anonymous = app
+        .client
+        .post(&reply)
+        .header("Content-Type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    // With a session and its CSRF token, the body is judged as before.
+    let malformed = app
+        .client
+        .post(&reply)
+        .header("Cookie", &console.cookie)
+        .header("X-CSRF-Token", &console.csrf)
+        .header("Content-Type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+    let not_json = app
+        .client
+        .post(&reply)
+        .header("Cookie", &console.cookie)
+        .header("X-CSRF-Token", &console.csrf)
+        .body("text=hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), 415);
     let wrong_csrf = app
         .client
         .post(&reply)
@@ -804,6 +836,16 @@ async fn the_help_desk_gets_a_signed_retried_webhook_and_can_reply_signed() {
         .await
         .unwrap();
     assert_eq!(unsigned.status(), 401);
+    // An anonymous caller is refused on its headers: a body over the
+    // 256 KiB limit is not read, so the answer is 401, not 413.
+    let anonymous_flood = app
+        .client
+        .post(&reply_url)
+        .body(vec![b'x'; 300 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous_flood.status(), 401);
     let forged = app
         .client
         .post(&reply_url)

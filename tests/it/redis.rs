@@ -357,7 +357,13 @@ async fn with_redis_down_webhooks_and_readyz_answer_503_and_both_recover_by_them
         "answered within the store timeout, took {:?}",
         started.elapsed()
     );
-    assert_eq!(app.admin_get("/readyz").await.status(), 503);
+    let not_ready = app.admin_get("/readyz").await;
+    assert_eq!(not_ready.status(), 503);
+    assert_eq!(
+        not_ready.headers()["content-type"],
+        "text/plain; charset=utf-8",
+        "a 503 says what it is"
+    );
 
     server.restart();
     let deadline = Instant::now() + Duration::from_secs(15);
