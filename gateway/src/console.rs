@@ -558,7 +558,7 @@ async fn reply(
     // body is judged.
     let body: ReplyForm = match crate::routes::json_body(&req, &body) {
         Ok(body) => body,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     act(
         &state,

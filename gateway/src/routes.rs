@@ -296,7 +296,7 @@ pub fn json_refusal(error: &actix_web::error::JsonPayloadError) -> HttpResponse 
 pub fn json_body<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     body: &[u8],
-) -> Result<T, HttpResponse> {
+) -> Result<T, Box<HttpResponse>> {
     let json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -306,12 +306,15 @@ pub fn json_body<T: serde::de::DeserializeOwned>(
             m.subtype() == actix_web::mime::JSON || m.suffix() == Some(actix_web::mime::JSON)
         });
     if !json {
-        return Err(json_refusal(
+        return Err(Box::new(json_refusal(
             &actix_web::error::JsonPayloadError::ContentType,
-        ));
+        )));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| json_refusal(&actix_web::error::JsonPayloadError::Deserialize(e)))
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(json_refusal(
+            &actix_web::error::JsonPayloadError::Deserialize(e),
+        ))
+    })
 }
 
 /// `GET /admin/openapi.json`.
