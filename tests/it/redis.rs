@@ -73,6 +73,24 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 }
 
 /// Waits until the fake platform got a reply for `chat`.
+/// Waits (10 s at most) until no inbox entry is left in Redis: every
+/// acknowledged event was finished with, none left pending.
+async fn wait_for_an_empty_inbox(server: &RedisServer) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let backlog: u64 = dump(server)
+            .iter()
+            .filter(|(key, _)| key.starts_with("sb:v1:inbox:"))
+            .map(|(_, entries)| entries.len() as u64)
+            .sum();
+        if backlog == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{backlog} inbox values left");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn wait_for_reply_to(app: &TestApp, chat: &str, at_least: usize) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -197,19 +215,7 @@ async fn a_state_sealed_with_a_retired_key_is_recorded_and_leaves_no_entry_stuck
         .post_telegram("tg", Some(TG_SECRET), &telegram_text(9405, "/order 10023"))
         .await;
     wait_for_reply_to(&second, "9405", 1).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let backlog: u64 = dump(&server)
-            .iter()
-            .filter(|(key, _)| key.starts_with("sb:v1:inbox:"))
-            .map(|(_, entries)| entries.len() as u64)
-            .sum();
-        if backlog == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{backlog} inbox values left");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_an_empty_inbox(&server).await;
     second.stop().await;
 }
 
@@ -244,19 +250,7 @@ async fn an_event_whose_done_mark_was_sealed_with_a_retired_key_counts_as_handle
     assert_eq!(answer.status(), 200);
     // The mark's presence says it was handled: acknowledged, not answered
     // again, and not left pending (which would retry it for ever).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let backlog: u64 = dump(&server)
-            .iter()
-            .filter(|(key, _)| key.starts_with("sb:v1:inbox:"))
-            .map(|(_, entries)| entries.len() as u64)
-            .sum();
-        if backlog == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{backlog} inbox values left");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_an_empty_inbox(&server).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(second.fake.to_chat("9406").len(), 0, "answered again");
     second.stop().await;
