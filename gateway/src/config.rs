@@ -466,7 +466,7 @@ struct RawServer {
     shutdown_grace_secs: u64,
     log_format: LogFormat,
     log_level: String,
-    /// 0: one per core.
+    /// 0: half the cores, at least one.
     #[serde(default)]
     http_workers: usize,
 }
@@ -778,7 +778,7 @@ impl RawSettings {
         if server.http_workers > 256 {
             return Err(invalid(
                 "server.http_workers",
-                "must be at most 256 (0 picks one per core)",
+                "must be at most 256 (0 picks half the cores)",
             ));
         }
         if server.max_body_bytes < 1024 {
