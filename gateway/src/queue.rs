@@ -934,9 +934,10 @@ mod tests {
         assert_eq!(used.len(), 16);
     }
 
-    /// An inbox of one partition on a private Redis.
+    /// An inbox of one partition on a private Redis, read as replica "r1".
     async fn one_partition_inbox(
         server: &switchboard_testkit::RedisServer,
+        timeout: Duration,
     ) -> StreamQueue<crate::store::RedisConnection> {
         let store = crate::store::test_support::redis_store(server.url(), "", &[]).await;
         let queue = StreamQueue::new(
@@ -945,7 +946,7 @@ mod tests {
             "inbox",
             1,
             "r1".to_owned(),
-            Duration::from_secs(2),
+            timeout,
         );
         queue.ensure_groups().await.unwrap();
         queue
@@ -954,7 +955,7 @@ mod tests {
     #[tokio::test]
     async fn a_bounded_add_refuses_once_the_partition_is_full_and_takes_again_once_handled() {
         let server = switchboard_testkit::RedisServer::start();
-        let queue = one_partition_inbox(&server).await;
+        let queue = one_partition_inbox(&server, Duration::from_secs(2)).await;
         assert!(queue.add_bounded("telegram:tg:1", b"a", 2).await.unwrap());
         assert!(queue.add_bounded("telegram:tg:2", b"b", 2).await.unwrap());
         assert!(
@@ -987,16 +988,7 @@ mod tests {
         watch::Sender<bool>,
         JoinHandle<()>,
     ) {
-        let store = crate::store::test_support::redis_store(server.url(), "", &[]).await;
-        let queue = Arc::new(StreamQueue::new(
-            store.connection(),
-            store.key(""),
-            "inbox",
-            1,
-            "r1".to_owned(),
-            Duration::from_millis(300),
-        ));
-        queue.ensure_groups().await.unwrap();
+        let queue = Arc::new(one_partition_inbox(server, Duration::from_millis(300)).await);
         let (seen, seen_rx) = tokio::sync::mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
         let times = Arc::new(Mutex::new(HashMap::<Vec<u8>, usize>::new()));
@@ -1117,7 +1109,7 @@ mod tests {
     #[tokio::test]
     async fn a_once_only_add_marks_queues_refuses_duplicates_and_unmarks_when_full() {
         let server = switchboard_testkit::RedisServer::start();
-        let queue = one_partition_inbox(&server).await;
+        let queue = one_partition_inbox(&server, Duration::from_secs(2)).await;
         let ttl = Duration::from_secs(60);
         let add = |mark: &'static str| {
             let queue = &queue;
