@@ -198,6 +198,10 @@ pub fn allowed_methods(listener: Listener, path: &str, sandbox: bool) -> Vec<&'s
             methods.push(matcher.method);
         }
     }
+    // Tables list routes in the order actix should try them (busiest
+    // first); `Allow` names methods in one fixed order whatever that is.
+    const ORDER: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
+    methods.sort_by_key(|method| ORDER.iter().position(|known| known == method));
     methods
 }
 

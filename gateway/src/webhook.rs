@@ -76,12 +76,15 @@ fn text(status: actix_web::http::StatusCode, body: &'static str) -> HttpResponse
 }
 
 crate::routes::route_table! {
-    /// The public listener's own routes (the sandbox adds its own).
+    /// The public listener's own routes (the sandbox adds its own). actix
+    /// tries routes in this order, matching each path pattern anew (a
+    /// regex for each `{...}` path), so webhook deliveries, nearly all of
+    /// the traffic, come first and are recognised by the first match.
     pub fn public_routes,
     const PUBLIC_ROUTES = [
-        get "/healthz" => healthz,
-        get "/webhooks/{platform}/{channel}" => handshake,
         post "/webhooks/{platform}/{channel}" => receive,
+        get "/webhooks/{platform}/{channel}" => handshake,
+        get "/healthz" => healthz,
     ]
 }
 
