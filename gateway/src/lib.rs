@@ -17,6 +17,7 @@ pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod digest;
 pub mod effects;
 pub mod handoff;
 pub mod healthcheck;

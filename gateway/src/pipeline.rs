@@ -29,7 +29,7 @@ use crate::queue::{Added, StreamAck, StreamQueue, spawn_consumers};
 use crate::ratelimit::{ChannelLimiter, Rate};
 use crate::registry::ChannelRegistry;
 use crate::sender::{Outbox, OutboxItem, now_ms};
-use crate::store::{DeadLetter, RedisConnection, Store, StoreError, Write, state_key};
+use crate::store::{DONE_PREFIX, DeadLetter, RedisConnection, Store, StoreError, Write, state_key};
 
 /// How many effect round-trips one event may cause; a guard against a
 /// dialogue bug looping forever.
@@ -374,14 +374,14 @@ pub fn event_digest(event: &InboundEvent) -> String {
 }
 
 pub fn done_key(event: &InboundEvent) -> String {
-    format!("sb:v1:done:{}", event_digest(event))
+    format!("{DONE_PREFIX}{}", event_digest(event))
 }
 
 fn control_done_key(control: &Control) -> String {
     use sha2::Digest;
     let name = format!("control:{}", control.id());
     format!(
-        "sb:v1:done:{}",
+        "{DONE_PREFIX}{}",
         hex::encode(&sha2::Sha256::digest(name.as_bytes())[..16])
     )
 }

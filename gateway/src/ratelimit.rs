@@ -7,11 +7,12 @@
 //! (`sb:v1:rate:{channel}`); should Redis not answer, the local bucket
 //! keeps pacing rather than stopping replies.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use switchboard_model::{ChatId, Platform};
+
+use crate::digest::{DigestMap, Digester};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
@@ -95,9 +96,14 @@ impl Bucket {
 }
 
 /// Buckets by key, created on first use and forgotten when idle and full.
+/// Keyed by a digest of the key, not the key: one bucket per chat seen
+/// recently is most of what a limiter holds. Two keys sharing a digest
+/// (about 1 in 10^14 at the prune limit) would share a bucket, which only
+/// paces them together.
 #[derive(Debug, Default)]
 pub struct KeyedLimiter {
-    buckets: Mutex<HashMap<String, Bucket>>,
+    digester: Digester,
+    buckets: Mutex<DigestMap<Bucket>>,
 }
 
 /// Buckets kept before the full (idle) ones are dropped: one per sender
@@ -105,7 +111,7 @@ pub struct KeyedLimiter {
 const PRUNE_ABOVE: usize = 100_000;
 
 impl KeyedLimiter {
-    fn buckets(&self, now: Instant) -> std::sync::MutexGuard<'_, HashMap<String, Bucket>> {
+    fn buckets(&self, now: Instant) -> std::sync::MutexGuard<'_, DigestMap<Bucket>> {
         let mut buckets = self
             .buckets
             .lock()
@@ -121,8 +127,9 @@ impl KeyedLimiter {
         loop {
             let wait = {
                 let now = Instant::now();
+                let slot = self.digester.digest(key);
                 self.buckets(now)
-                    .entry(key.to_owned())
+                    .entry(slot)
                     .or_insert_with(|| Bucket::new(rate, now))
                     .take(now)
             };
@@ -266,20 +273,20 @@ impl KeyedLimiter {
     /// Local [`SharedLimiter::try_acquire_pair`]: checks both before taking
     /// either.
     pub fn try_acquire_pair(&self, tag: &str, first: (&str, Rate), second: (&str, Rate)) -> bool {
-        let first_key = format!("{tag}:{}", first.0);
-        let second_key = format!("{tag}:{}", second.0);
+        let first_slot = self.digester.digest((tag, first.0));
+        let second_slot = self.digester.digest((tag, second.0));
         let now = Instant::now();
         let mut buckets = self.buckets(now);
-        for (key, rate) in [(&first_key, first.1), (&second_key, second.1)] {
+        for (slot, rate) in [(first_slot, first.1), (second_slot, second.1)] {
             let bucket = buckets
-                .entry(key.clone())
+                .entry(slot)
                 .or_insert_with(|| Bucket::new(rate, now));
             if !bucket.has_token(now) {
                 return false;
             }
         }
-        for key in [&first_key, &second_key] {
-            if let Some(bucket) = buckets.get_mut(key) {
+        for slot in [first_slot, second_slot] {
+            if let Some(bucket) = buckets.get_mut(&slot) {
                 let _ = bucket.take(now);
             }
         }

@@ -1,24 +1,37 @@
 //! In-process store for the embedded default and tests. Loses everything on
 //! restart by design; production uses Redis.
 //!
-//! Dedupe marks, one per webhook event, are kept apart in a compact,
-//! size-capped set ([`MAX_DEDUPE_MARKS`]): everything else grows with the
-//! number of conversations, they grow with traffic, so without the cap the
-//! process's memory would follow the offered load for the whole dedupe TTL.
+//! Marks (keys that hold nothing: a webhook event's dedupe mark, an inbox
+//! entry's done mark) are kept apart in compact, size-capped sets
+//! ([`MAX_DEDUPE_MARKS`], [`MAX_DONE_MARKS`]): everything else grows with
+//! the number of conversations, marks grow with traffic, so without the cap
+//! the process's memory would follow the offered load for the marks' whole
+//! TTL (48 hours for done marks). Values of [`COMPRESS_FROM`] bytes or more
+//! (conversation states) are kept LZ4-compressed: they are most of what
+//! the process holds per conversation.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
+use crate::digest::{DigestMap, Digester};
 
-use super::{DeadLetter, MAX_DEAD_LETTERS, is_dedupe_key};
+use super::{DeadLetter, MAX_DEAD_LETTERS, is_dedupe_key, is_done_key};
 
-/// Most dedupe marks kept (about 70 bytes each, so about 14 MB): past it
+/// Most dedupe marks kept (about 35 bytes each, so about 7 MB): past it
 /// the oldest go first, so a platform's retry is recognised within the
 /// last this-many events (minutes at thousands of events per second, hours
 /// at a shop's usual rate). Redis keeps every mark for the full TTL.
 pub const MAX_DEDUPE_MARKS: usize = 200_000;
+/// Most done marks kept. A done mark stops an inbox entry handed out again
+/// from being handled twice; in memory that happens within seconds (a lane
+/// that failed mid-entry), so the last this-many entries are plenty.
+pub const MAX_DONE_MARKS: usize = 50_000;
+/// Values this long or longer are compressed. A conversation state is
+/// 0.4–3 KB of JSON whose transcript lines repeat the same field names
+/// and phrases; LZ4 keeps about a third of it for a few microseconds.
+/// Shorter values (counters, codes) are not worth it.
+pub const COMPRESS_FROM: usize = 256;
 /// Sweep expired keys after this many writes, so memory stays bounded
 /// without a background task.
 const SWEEP_EVERY: u64 = 4096;
@@ -28,10 +41,11 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
-    values: HashMap<String, (Vec<u8>, Instant)>,
-    marks: Marks,
+    values: HashMap<String, (Stored, Instant)>,
+    dedupe: Marks,
+    done: Marks,
     dead_letters: VecDeque<DeadLetter>,
     writes: u64,
     /// Channels registered at run time: id -> record, and a version bumped
@@ -40,33 +54,121 @@ struct Inner {
     channels_version: u64,
 }
 
-/// Dedupe marks by a 128-bit digest of their key, oldest first in `order`
-/// (all share one TTL, so the oldest also expire first).
-#[derive(Debug, Default)]
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            values: HashMap::new(),
+            dedupe: Marks::new(MAX_DEDUPE_MARKS),
+            done: Marks::new(MAX_DONE_MARKS),
+            dead_letters: VecDeque::new(),
+            writes: 0,
+            channels: BTreeMap::new(),
+            channels_version: 0,
+        }
+    }
+}
+
+/// A value as kept: exactly its size (serializers hand over buffers grown
+/// by doubling), and compressed when that makes it smaller.
+#[derive(Debug, Clone)]
+enum Stored {
+    Plain(Box<[u8]>),
+    /// `lz4_flex` block format with the plain length in front.
+    Lz4(Box<[u8]>),
+}
+
+impl Stored {
+    fn new(value: Vec<u8>) -> Self {
+        if value.len() >= COMPRESS_FROM {
+            let packed = lz4_flex::compress_prepend_size(&value);
+            if packed.len() < value.len() {
+                return Stored::Lz4(packed.into_boxed_slice());
+            }
+        }
+        Stored::Plain(value.into_boxed_slice())
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Stored::Plain(bytes) => bytes.into_vec(),
+            Stored::Lz4(packed) => {
+                lz4_flex::decompress_size_prepended(&packed).unwrap_or_else(|error| {
+                    // Only this process wrote it; corruption here is memory
+                    // corruption. An empty value fails to decode upstream,
+                    // which handles it like any corrupt stored value.
+                    tracing::error!(%error, "a compressed value in the memory store cannot be read");
+                    Vec::new()
+                })
+            }
+        }
+    }
+
+    /// The bytes of a value that is never compressed (shorter than
+    /// [`COMPRESS_FROM`]).
+    fn short(&self) -> Option<&[u8]> {
+        match self {
+            Stored::Plain(bytes) => Some(bytes),
+            Stored::Lz4(_) => None,
+        }
+    }
+}
+
+/// Marks by a 64-bit keyed digest of their key, oldest first in `order`
+/// (a set's marks share one TTL, so the oldest also expire first). Expiry
+/// is kept as milliseconds since `base`. A mark costs about 35 bytes in
+/// all, where a key and an `Instant` would take over 100. Two keys sharing
+/// a digest (odds about 1 in 10^14 per event at the cap) would make an
+/// event look seen.
+#[derive(Debug)]
 struct Marks {
-    expiry: HashMap<[u8; 16], Instant>,
-    order: VecDeque<([u8; 16], Instant)>,
+    base: Instant,
+    cap: usize,
+    digester: Digester,
+    expiry: DigestMap<u64>,
+    order: VecDeque<(u64, u64)>,
 }
 
 impl Marks {
-    fn digest(key: &str) -> [u8; 16] {
-        let mut digest = [0u8; 16];
-        digest.copy_from_slice(&Sha256::digest(key.as_bytes())[..16]);
-        digest
+    fn new(cap: usize) -> Self {
+        Marks {
+            base: Instant::now(),
+            cap,
+            digester: Digester::default(),
+            expiry: DigestMap::default(),
+            order: VecDeque::new(),
+        }
     }
 
-    fn live(&self, digest: &[u8; 16], now: Instant) -> bool {
+    fn digest(&self, key: &str) -> u64 {
+        self.digester.digest(key)
+    }
+
+    fn millis(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn live(&self, key: &str, now: Instant) -> bool {
+        let now = self.millis(now);
         self.expiry
-            .get(digest)
+            .get(&self.digest(key))
             .is_some_and(|expires| *expires > now)
     }
 
-    fn insert_if_absent(&mut self, key: &str, ttl: Duration, now: Instant) -> bool {
-        let digest = Self::digest(key);
-        if self.live(&digest, now) {
+    /// Sets the mark; with `only_if_absent`, not when it is live already.
+    /// True when it was set.
+    fn set(&mut self, key: &str, ttl: Duration, now: Instant, only_if_absent: bool) -> bool {
+        let digest = self.digest(key);
+        let now = self.millis(now);
+        let live = self
+            .expiry
+            .get(&digest)
+            .is_some_and(|expires| *expires > now);
+        if only_if_absent && live {
             return false;
         }
-        let expires = now + ttl;
+        // Rounded up, so a mark lives at least its TTL.
+        let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let expires = now.saturating_add(ttl).saturating_add(1);
         self.expiry.insert(digest, expires);
         self.order.push_back((digest, expires));
         self.prune(now);
@@ -75,11 +177,11 @@ impl Marks {
 
     /// Drops expired marks and, past the cap, the oldest. An `order` entry
     /// whose mark was deleted or renewed since is skipped.
-    fn prune(&mut self, now: Instant) {
+    fn prune(&mut self, now: u64) {
         while let Some((digest, expires)) = self.order.front().copied() {
             let current = self.expiry.get(&digest).copied();
             let stale = current != Some(expires);
-            if !stale && expires > now && self.expiry.len() <= MAX_DEDUPE_MARKS {
+            if !stale && expires > now && self.expiry.len() <= self.cap {
                 break;
             }
             self.order.pop_front();
@@ -87,8 +189,9 @@ impl Marks {
                 self.expiry.remove(&digest);
             }
         }
-        // Deleted marks leave `order` entries behind; keep them in check.
-        if self.order.len() > MAX_DEDUPE_MARKS.saturating_mul(2) {
+        // Deleted and renewed marks leave `order` entries behind; keep them
+        // in check.
+        if self.order.len() > self.cap.saturating_mul(2) {
             let expiry = &self.expiry;
             self.order
                 .retain(|(digest, expires)| expiry.get(digest) == Some(expires));
@@ -96,7 +199,7 @@ impl Marks {
     }
 
     fn delete(&mut self, key: &str) {
-        self.expiry.remove(&Self::digest(key));
+        self.expiry.remove(&self.digest(key));
     }
 
     fn len(&self) -> usize {
@@ -105,11 +208,32 @@ impl Marks {
 }
 
 impl Inner {
-    fn live(&self, key: &str, now: Instant) -> Option<&Vec<u8>> {
+    fn live(&self, key: &str, now: Instant) -> Option<&Stored> {
         self.values
             .get(key)
             .filter(|(_, expires)| *expires > now)
             .map(|(v, _)| v)
+    }
+
+    /// The set a mark's key belongs to, if it is a mark's key.
+    fn marks(&self, key: &str) -> Option<&Marks> {
+        if is_dedupe_key(key) {
+            Some(&self.dedupe)
+        } else if is_done_key(key) {
+            Some(&self.done)
+        } else {
+            None
+        }
+    }
+
+    fn marks_mut(&mut self, key: &str) -> Option<&mut Marks> {
+        if is_dedupe_key(key) {
+            Some(&mut self.dedupe)
+        } else if is_done_key(key) {
+            Some(&mut self.done)
+        } else {
+            None
+        }
     }
 
     fn wrote(&mut self, now: Instant) {
@@ -130,14 +254,18 @@ impl MemoryStore {
 
     pub fn insert_if_absent(&self, key: &str, value: Vec<u8>, ttl: Duration) -> bool {
         let now = Instant::now();
-        let mut inner = self.lock();
-        if is_dedupe_key(key) && value.is_empty() {
-            return inner.marks.insert_if_absent(key, ttl, now);
+        if value.is_empty()
+            && let Some(marks) = self.lock().marks_mut(key)
+        {
+            return marks.set(key, ttl, now, true);
         }
+        // Compressed before the lock is taken: other lanes wait on it.
+        let stored = Stored::new(value);
+        let mut inner = self.lock();
         if inner.live(key, now).is_some() {
             return false;
         }
-        inner.values.insert(key.to_owned(), (value, now + ttl));
+        inner.values.insert(key.to_owned(), (stored, now + ttl));
         inner.wrote(now);
         true
     }
@@ -147,16 +275,18 @@ impl MemoryStore {
         let mut inner = self.lock();
         let count = inner
             .live(key, now)
-            .and_then(|value| <[u8; 8]>::try_from(value.as_slice()).ok())
+            .and_then(Stored::short)
+            .and_then(|value| <[u8; 8]>::try_from(value).ok())
             .map_or(0, u64::from_be_bytes)
             .saturating_add(1);
         let expires = match inner.values.get(key) {
             Some((_, expires)) if *expires > now => *expires,
             _ => now + window,
         };
-        inner
-            .values
-            .insert(key.to_owned(), (count.to_be_bytes().to_vec(), expires));
+        inner.values.insert(
+            key.to_owned(),
+            (Stored::new(count.to_be_bytes().to_vec()), expires),
+        );
         inner.wrote(now);
         count
     }
@@ -164,28 +294,43 @@ impl MemoryStore {
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         let now = Instant::now();
         let inner = self.lock();
-        if is_dedupe_key(key) && inner.marks.live(&Marks::digest(key), now) {
+        if inner.marks(key).is_some_and(|marks| marks.live(key, now)) {
             return Some(Vec::new());
         }
-        inner.live(key, now).cloned()
+        let stored = inner.live(key, now).cloned();
+        drop(inner);
+        stored.map(Stored::into_bytes)
     }
 
     /// How many dedupe marks are kept (for tests and the cap).
     pub fn dedupe_marks(&self) -> usize {
-        self.lock().marks.len()
+        self.lock().dedupe.len()
+    }
+
+    /// How many done marks are kept (for tests and the cap).
+    pub fn done_marks(&self) -> usize {
+        self.lock().done.len()
     }
 
     pub fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) {
         let now = Instant::now();
+        if value.is_empty()
+            && let Some(marks) = self.lock().marks_mut(key)
+        {
+            marks.set(key, ttl, now, false);
+            return;
+        }
+        // Compressed before the lock is taken: other lanes wait on it.
+        let stored = Stored::new(value);
         let mut inner = self.lock();
-        inner.values.insert(key.to_owned(), (value, now + ttl));
+        inner.values.insert(key.to_owned(), (stored, now + ttl));
         inner.wrote(now);
     }
 
     pub fn delete(&self, key: &str) {
         let mut inner = self.lock();
-        if is_dedupe_key(key) {
-            inner.marks.delete(key);
+        if let Some(marks) = inner.marks_mut(key) {
+            marks.delete(key);
         }
         inner.values.remove(key);
     }
@@ -249,7 +394,7 @@ impl MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::dedupe_key;
+    use crate::store::{DONE_PREFIX, dedupe_key};
 
     #[test]
     fn dedupe_marks_are_capped_oldest_first_and_recognised_until_evicted() {
@@ -288,6 +433,72 @@ mod tests {
             assert!(store.insert_if_absent(&key, Vec::new(), Duration::from_secs(60)));
             store.delete(&key);
         }
-        assert!(store.lock().marks.order.len() <= MAX_DEDUPE_MARKS * 2 + 1);
+        assert!(store.lock().dedupe.order.len() <= MAX_DEDUPE_MARKS * 2 + 1);
+    }
+
+    #[test]
+    fn done_marks_are_capped_apart_from_values_and_renewed_by_a_put() {
+        let store = MemoryStore::default();
+        let ttl = Duration::from_secs(48 * 3600);
+        let key = |n: usize| format!("{DONE_PREFIX}{n:032x}");
+        for n in 0..MAX_DONE_MARKS + 500 {
+            store.put(&key(n), Vec::new(), ttl);
+        }
+        assert_eq!(store.done_marks(), MAX_DONE_MARKS, "bounded");
+        assert!(store.lock().values.is_empty(), "not kept as values");
+        assert_eq!(store.get(&key(MAX_DONE_MARKS + 499)), Some(Vec::new()));
+        assert_eq!(store.get(&key(0)), None, "the oldest went first");
+
+        // A put of a live mark renews it: it outlives marks set after the
+        // first put. (Renewals are told apart by their expiry, in ms.)
+        std::thread::sleep(Duration::from_millis(2));
+        store.put(&key(600), Vec::new(), ttl);
+        for n in 0..MAX_DONE_MARKS - 1 {
+            store.put(&key(1_000_000 + n), Vec::new(), ttl);
+        }
+        assert_eq!(store.get(&key(600)), Some(Vec::new()));
+        assert_eq!(store.get(&key(601)), None);
+        store.delete(&key(600));
+        assert_eq!(store.get(&key(600)), None);
+        assert!(store.lock().done.order.len() <= MAX_DONE_MARKS * 2 + 1);
+
+        // Short TTLs expire; a done key with a value is an ordinary value.
+        let short = key(7_000_000);
+        store.put(&short, Vec::new(), Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(store.get(&short), None);
+        store.put(&short, b"x".to_vec(), ttl);
+        assert_eq!(store.get(&short), Some(b"x".to_vec()));
+    }
+
+    #[test]
+    fn large_values_are_kept_compressed_and_read_back_unchanged() {
+        let store = MemoryStore::default();
+        let ttl = Duration::from_secs(60);
+        let line = r#"{"at_ms":1764000000000,"from":"customer","text":"where is order 10023?"},"#;
+        let state = format!(r#"{{"transcript":[{}]}}"#, line.repeat(20)).into_bytes();
+        store.put("sb:v1:state:{telegram:tg:1}", state.clone(), ttl);
+        assert_eq!(
+            store.get("sb:v1:state:{telegram:tg:1}"),
+            Some(state.clone())
+        );
+        let kept = match &store.lock().values["sb:v1:state:{telegram:tg:1}"].0 {
+            Stored::Lz4(packed) => packed.len(),
+            Stored::Plain(_) => panic!("a repetitive state is kept compressed"),
+        };
+        assert!(kept * 3 < state.len(), "{kept} of {} bytes", state.len());
+
+        // Bytes that do not compress, and short values, are kept as they are.
+        let noise: Vec<u8> = (0..1000u32)
+            .map(|n| (n.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        assert!(store.insert_if_absent("sb:v1:code:a", noise.clone(), ttl));
+        assert_eq!(store.get("sb:v1:code:a"), Some(noise));
+        store.put("sb:v1:code:b", b"short".to_vec(), ttl);
+        assert!(matches!(
+            store.lock().values["sb:v1:code:b"].0,
+            Stored::Plain(_)
+        ));
+        assert_eq!(store.get("sb:v1:code:b"), Some(b"short".to_vec()));
     }
 }

@@ -41,6 +41,10 @@ pub const DEAD_LETTERS_KEY: &str = "sb:v1:dead-letters";
 
 const DEDUPE_PREFIX: &str = "sb:v1:seen:";
 
+/// Done marks: an inbox entry was handled (its state and replies written).
+/// Followed by a 128-bit hex digest naming the entry.
+pub const DONE_PREFIX: &str = "sb:v1:done:";
+
 /// Channels registered at run time: one hash, field = channel id, value =
 /// the sealed record, plus [`CHANNELS_VERSION_FIELD`]. No TTL: an operator
 /// removes a channel. One key, so one cluster slot and atomic updates.
@@ -106,6 +110,11 @@ pub fn dedupe_key(platform: &str, channel: &str, event_id: &str) -> String {
 /// Dedupe marks hold nothing, so they are not sealed.
 pub fn is_dedupe_key(key: &str) -> bool {
     key.starts_with(DEDUPE_PREFIX)
+}
+
+/// Done marks hold nothing either.
+pub fn is_done_key(key: &str) -> bool {
+    key.starts_with(DONE_PREFIX)
 }
 
 pub fn state_key(conversation: &ConversationKey) -> String {
