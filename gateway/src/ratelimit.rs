@@ -103,21 +103,32 @@ impl Bucket {
 #[derive(Debug, Default)]
 pub struct KeyedLimiter {
     digester: Digester,
-    buckets: Mutex<DigestMap<Bucket>>,
+    buckets: Mutex<Buckets>,
 }
 
 /// Buckets kept before the full (idle) ones are dropped: one per sender
 /// seen recently, so memory follows recent senders, not all senders ever.
 const PRUNE_ABOVE: usize = 100_000;
 
+#[derive(Debug, Default)]
+struct Buckets {
+    map: DigestMap<Bucket>,
+    /// Size at which the next prune runs. After a prune that kept many
+    /// (more busy senders than [`PRUNE_ABOVE`]) it is twice what was kept,
+    /// so a flood of distinct senders costs one scan per doubling, not one
+    /// scan of the whole map per message.
+    prune_at: usize,
+}
+
 impl KeyedLimiter {
-    fn buckets(&self, now: Instant) -> std::sync::MutexGuard<'_, DigestMap<Bucket>> {
+    fn buckets(&self, now: Instant) -> std::sync::MutexGuard<'_, Buckets> {
         let mut buckets = self
             .buckets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if buckets.len() > PRUNE_ABOVE {
-            buckets.retain(|_, bucket| !bucket.is_full(now));
+        if buckets.map.len() > buckets.prune_at.max(PRUNE_ABOVE) {
+            buckets.map.retain(|_, bucket| !bucket.is_full(now));
+            buckets.prune_at = buckets.map.len().saturating_mul(2);
         }
         buckets
     }
@@ -129,6 +140,7 @@ impl KeyedLimiter {
                 let now = Instant::now();
                 let slot = self.digester.digest(key);
                 self.buckets(now)
+                    .map
                     .entry(slot)
                     .or_insert_with(|| Bucket::new(rate, now))
                     .take(now)
@@ -279,6 +291,7 @@ impl KeyedLimiter {
         let mut buckets = self.buckets(now);
         for (slot, rate) in [(first_slot, first.1), (second_slot, second.1)] {
             let bucket = buckets
+                .map
                 .entry(slot)
                 .or_insert_with(|| Bucket::new(rate, now));
             if !bucket.has_token(now) {
@@ -286,7 +299,7 @@ impl KeyedLimiter {
             }
         }
         for slot in [first_slot, second_slot] {
-            if let Some(bucket) = buckets.get_mut(&slot) {
+            if let Some(bucket) = buckets.map.get_mut(&slot) {
                 let _ = bucket.take(now);
             }
         }
@@ -351,6 +364,48 @@ mod tests {
         let wait = bucket.take(now).unwrap();
         assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1));
         assert!(bucket.take(now + Duration::from_secs(1)).is_none());
+    }
+
+    #[test]
+    fn idle_buckets_are_dropped_and_a_flood_of_busy_ones_is_not_scanned_per_message() {
+        let limiter = KeyedLimiter::default();
+        let slow = Rate {
+            burst: 1.0,
+            per_second: 0.001,
+        };
+        let fast = Rate {
+            burst: 1.0,
+            per_second: 1e9,
+        };
+        // Busy senders: each took its one token, so none is full again.
+        for n in 0..=PRUNE_ABOVE {
+            assert!(limiter.try_acquire_pair("in", (&n.to_string(), slow), ("c", fast)));
+        }
+        let kept = limiter.buckets(Instant::now()).map.len();
+        assert_eq!(
+            kept,
+            PRUNE_ABOVE + 2,
+            "every busy sender and the channel kept"
+        );
+        let prune_at = limiter.buckets(Instant::now()).prune_at;
+        assert!(prune_at >= 2 * PRUNE_ABOVE, "{prune_at}");
+        // The next busy sender does not trigger another scan...
+        assert!(limiter.try_acquire_pair("in", ("one more", slow), ("c", fast)));
+        assert_eq!(limiter.buckets(Instant::now()).prune_at, prune_at);
+        assert!(
+            !limiter.try_acquire_pair("in", ("7", slow), ("c", fast)),
+            "still paced"
+        );
+
+        // ...and idle senders are dropped once the map is over the limit.
+        let idle = KeyedLimiter::default();
+        for n in 0..=PRUNE_ABOVE + 10 {
+            assert!(idle.try_acquire_pair("in", (&n.to_string(), fast), ("c", fast)));
+        }
+        assert!(
+            idle.buckets(Instant::now()).map.len() < 100,
+            "full buckets forgotten"
+        );
     }
 
     #[test]
