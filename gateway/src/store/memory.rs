@@ -216,16 +216,6 @@ impl Inner {
     }
 
     /// The set a mark's key belongs to, if it is a mark's key.
-    fn marks(&self, key: &str) -> Option<&Marks> {
-        if is_dedupe_key(key) {
-            Some(&self.dedupe)
-        } else if is_done_key(key) {
-            Some(&self.done)
-        } else {
-            None
-        }
-    }
-
     fn marks_mut(&mut self, key: &str) -> Option<&mut Marks> {
         if is_dedupe_key(key) {
             Some(&mut self.dedupe)
@@ -293,8 +283,11 @@ impl MemoryStore {
 
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         let now = Instant::now();
-        let inner = self.lock();
-        if inner.marks(key).is_some_and(|marks| marks.live(key, now)) {
+        let mut inner = self.lock();
+        if inner
+            .marks_mut(key)
+            .is_some_and(|marks| marks.live(key, now))
+        {
             return Some(Vec::new());
         }
         let stored = inner.live(key, now).cloned();
