@@ -7,6 +7,8 @@
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{mpsc, watch};
@@ -31,6 +33,8 @@ pub enum PushError {
 pub struct Lanes<T> {
     senders: Arc<Vec<mpsc::Sender<T>>>,
     depth: Gauge,
+    /// Producers waiting in [`Lanes::push_within`] right now.
+    waiting: Arc<AtomicUsize>,
 }
 
 impl<T> Clone for Lanes<T> {
@@ -38,7 +42,17 @@ impl<T> Clone for Lanes<T> {
         Self {
             senders: self.senders.clone(),
             depth: self.depth.clone(),
+            waiting: self.waiting.clone(),
         }
+    }
+}
+
+/// Counts a producer as waiting for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -93,6 +107,7 @@ impl<T: Send + 'static> Lanes<T> {
             Lanes {
                 senders: Arc::new(senders),
                 depth,
+                waiting: Arc::new(AtomicUsize::new(0)),
             },
             tasks,
         )
@@ -113,6 +128,41 @@ impl<T: Send + 'static> Lanes<T> {
             }
             Err(mpsc::error::TrySendError::Full(_)) => Err(PushError::Full),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(PushError::Closed),
+        }
+    }
+
+    /// Queues; when the lane is full, waits up to `wait` for room, but
+    /// only while fewer than `max_waiting` producers wait already (each
+    /// waiter holds its item, so their number bounds that memory). Full
+    /// when the wait runs out or too many wait.
+    pub async fn push_within(
+        &self,
+        key: &impl Hash,
+        item: T,
+        wait: Duration,
+        max_waiting: usize,
+    ) -> Result<(), PushError> {
+        let sender = self.sender(key)?;
+        let item = match sender.try_send(item) {
+            Ok(()) => {
+                self.depth.inc();
+                return Ok(());
+            }
+            Err(mpsc::error::TrySendError::Full(item)) => item,
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(PushError::Closed),
+        };
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= max_waiting {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(PushError::Full);
+        }
+        let _waiting = Waiting(&self.waiting);
+        match sender.send_timeout(item, wait).await {
+            Ok(()) => {
+                self.depth.inc();
+                Ok(())
+            }
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => Err(PushError::Full),
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(PushError::Closed),
         }
     }
 
@@ -193,5 +243,81 @@ mod tests {
         }
         assert!(refused);
         gate_tx.send(true).unwrap();
+    }
+
+    /// One lane of one item whose handler waits for `gate`; returns once
+    /// the lane holds an item and the handler holds another.
+    async fn blocked_lane(gate: watch::Receiver<bool>) -> (Lanes<u32>, watch::Sender<bool>) {
+        let (stop_tx, stop) = watch::channel(false);
+        let (started_tx, mut started) = mpsc::channel::<()>(8);
+        let (lanes, _tasks) = Lanes::start(1, 1, Gauge::default(), &stop, move |_: u32| {
+            let mut gate = gate.clone();
+            let started = started_tx.clone();
+            async move {
+                let _ = started.send(()).await;
+                let _ = gate.wait_for(|open| *open).await;
+            }
+        });
+        lanes.try_push(&1u32, 1).unwrap();
+        started.recv().await.unwrap();
+        lanes.try_push(&1u32, 2).unwrap();
+        assert_eq!(lanes.try_push(&1u32, 3), Err(PushError::Full));
+        (lanes, stop_tx)
+    }
+
+    #[tokio::test]
+    async fn a_push_within_waits_for_room_and_gives_up_when_the_wait_runs_out() {
+        let (gate_tx, gate) = watch::channel(false);
+        let (lanes, _stop) = blocked_lane(gate).await;
+
+        let started = tokio::time::Instant::now();
+        let refused = lanes
+            .push_within(&1u32, 3, Duration::from_millis(50), 8)
+            .await;
+        assert_eq!(refused, Err(PushError::Full));
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert_eq!(lanes.waiting.load(Ordering::Relaxed), 0);
+
+        // Room appears while it waits: taken.
+        let waiter = {
+            let lanes = lanes.clone();
+            tokio::spawn(async move {
+                lanes
+                    .push_within(&1u32, 4, Duration::from_secs(10), 8)
+                    .await
+            })
+        };
+        while lanes.waiting.load(Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        gate_tx.send(true).unwrap();
+        assert_eq!(waiter.await.unwrap(), Ok(()));
+        assert_eq!(lanes.waiting.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_push_within_refuses_at_once_when_too_many_wait() {
+        let (_gate_tx, gate) = watch::channel(false);
+        let (lanes, _stop) = blocked_lane(gate).await;
+        let waiter = {
+            let lanes = lanes.clone();
+            tokio::spawn(async move {
+                lanes
+                    .push_within(&1u32, 3, Duration::from_secs(10), 1)
+                    .await
+            })
+        };
+        while lanes.waiting.load(Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            lanes
+                .push_within(&1u32, 4, Duration::from_secs(10), 1)
+                .await,
+            Err(PushError::Full)
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        waiter.abort();
     }
 }

@@ -152,6 +152,19 @@ pub enum SubmitError {
     Unavailable(#[from] StoreError),
 }
 
+/// How long a webhook waits for room in a full in-process inbox before it
+/// is answered 503. A platform told 503 redelivers seconds to minutes
+/// later (and a load generator honouring `Retry-After` idles its
+/// connection for a second), while room comes back within milliseconds
+/// as lanes drain: a short wait keeps the conversation's latency and the
+/// connection's throughput, and the answer stays far inside every
+/// platform's webhook timeout.
+pub const INBOX_WAIT: Duration = Duration::from_millis(100);
+/// Most webhooks waiting for room at once; past it a full inbox is
+/// answered 503 at once. Each waiter holds its event, so this bounds the
+/// memory waiting takes.
+pub const INBOX_MAX_WAITING: usize = 1024;
+
 /// Producer side of the inbox: in-process lanes (memory store) or a
 /// partitioned Redis stream (Redis store).
 #[derive(Clone)]
@@ -163,9 +176,10 @@ pub enum Inbox {
 }
 
 impl Inbox {
-    /// Queues the event. The local inbox does not wait: a full lane is
-    /// reported so the webhook can answer 503 instead of growing without
-    /// bound. The durable inbox returns once the event is in Redis.
+    /// Queues the event. The local inbox waits briefly for room (see
+    /// [`INBOX_WAIT`]); then a full lane is reported so the webhook can
+    /// answer 503 instead of growing without bound. The durable inbox
+    /// returns once the event is in Redis.
     pub async fn submit(&self, event: InboundEvent) -> Result<(), SubmitError> {
         self.submit_entry(InboxEntry::Event(event)).await
     }
@@ -228,14 +242,17 @@ impl Inbox {
             Inbox::Local(lanes) => {
                 let key = entry.conversation().clone();
                 lanes
-                    .try_push(
+                    .push_within(
                         &key,
                         InboxItem {
                             entry,
                             received: Instant::now(),
                             ack: None,
                         },
+                        INBOX_WAIT,
+                        INBOX_MAX_WAITING,
                     )
+                    .await
                     .map_err(|error| match error {
                         PushError::Full => SubmitError::Full,
                         PushError::Closed => SubmitError::Closed,

@@ -34,12 +34,9 @@ pub fn new_id() -> String {
 }
 
 /// The pattern actix would match for a webhook path, found without walking
-/// the route table: `{platform}` and `{channel}` are one non-empty segment
-/// each, as actix's own matcher reads them.
+/// the route table.
 fn webhook_route(path: &str) -> Option<&'static str> {
-    let (platform, channel) = path.strip_prefix("/webhooks/")?.split_once('/')?;
-    (!platform.is_empty() && !channel.is_empty() && !channel.contains('/'))
-        .then_some("/webhooks/{platform}/{channel}")
+    crate::webhook::webhook_segments(path).map(|_| "/webhooks/{platform}/{channel}")
 }
 
 /// Middleware body (`actix_web::middleware::from_fn`).

@@ -255,6 +255,8 @@ impl Application {
                 .app_data(public_state.clone())
                 .app_data(crate::routes::query_config())
                 .app_data(crate::routes::json_config())
+                // Inside the request span: the last `wrap` runs first.
+                .wrap(from_fn(webhook::dispatch))
                 .wrap(from_fn(crate::request_id::middleware))
                 .configure(webhook::public_routes)
                 .default_service(web::to(crate::routes::public_fallback));

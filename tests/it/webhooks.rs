@@ -489,3 +489,52 @@ async fn the_sandbox_plays_the_registration_calls_without_keeping_secrets_in_its
     assert!(!log.contains("setWebhook"), "{log}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_webhook_path_with_percent_escapes_is_answered_as_the_plain_one() {
+    // Plain webhook paths skip actix's router; escaped ones go through it.
+    // Both must reach the same handler with the same decoded segments.
+    let app = spawn_app().await;
+    let post = |path: String, secret: &'static str, chat: i64| {
+        app.client
+            .post(format!("{}{path}", app.public))
+            .header("Content-Type", "application/json")
+            .header("X-Telegram-Bot-Api-Secret-Token", secret)
+            .body(telegram_text(chat, "hi"))
+            .send()
+    };
+    for (n, (platform, channel, unknown)) in
+        [("telegram", "tg", "nope"), ("telegr%61m", "t%67", "n%6Fpe")]
+            .into_iter()
+            .enumerate()
+    {
+        let chat = 9100 + n as i64;
+        let path = format!("/webhooks/{platform}/{channel}");
+        let status = |r: reqwest::Response| r.status().as_u16();
+        assert_eq!(
+            status(post(path.clone(), "wrong", chat).await.unwrap()),
+            401,
+            "{path}"
+        );
+        let unknown = format!("/webhooks/{platform}/{unknown}");
+        assert_eq!(
+            status(post(unknown, TG_SECRET, chat).await.unwrap()),
+            404,
+            "{path}"
+        );
+        assert_eq!(
+            status(post(path.clone(), TG_SECRET, chat).await.unwrap()),
+            200,
+            "{path}"
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while app.fake.to_chat(&chat.to_string()).is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{path}: never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    app.stop().await;
+}

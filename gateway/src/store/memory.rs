@@ -8,7 +8,10 @@
 //! the process's memory would follow the offered load for the marks' whole
 //! TTL (48 hours for done marks). Values of [`COMPRESS_FROM`] bytes or more
 //! (conversation states) are kept LZ4-compressed: they are most of what
-//! the process holds per conversation.
+//! the process holds per conversation. Conversation states together are
+//! held to [`MAX_STATE_BYTES`]: past it the least recently written are
+//! forgotten, so memory is bounded whatever the number of chats (Redis,
+//! for production, keeps every state for its TTL).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
@@ -16,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::digest::{DigestMap, Digester};
 
-use super::{DeadLetter, MAX_DEAD_LETTERS, is_dedupe_key, is_done_key};
+use super::{DeadLetter, MAX_DEAD_LETTERS, is_dedupe_key, is_done_key, is_state_key};
 
 /// Most dedupe marks kept (about 35 bytes each, so about 7 MB): past it
 /// the oldest go first, so a platform's retry is recognised within the
@@ -32,6 +35,16 @@ pub const MAX_DONE_MARKS: usize = 50_000;
 /// and phrases; LZ4 keeps about a third of it for a few microseconds.
 /// Shorter values (counters, codes) are not worth it.
 pub const COMPRESS_FROM: usize = 256;
+/// Most bytes of conversation state kept (as stored, with keys and
+/// bookkeeping): about 8 000 conversations with a full 20-line transcript,
+/// more with shorter ones. Past it the least recently written states are
+/// forgotten first; such a conversation starts afresh, as after its TTL.
+/// Only states: counters and one-time codes are never dropped early, so a
+/// flood of chats cannot reset a limit.
+pub const MAX_STATE_BYTES: usize = 6 << 20;
+/// What a kept state costs besides its key and value: its map entry and
+/// its place in the eviction order.
+const STATE_OVERHEAD: usize = 96;
 /// Sweep expired keys after this many writes, so memory stays bounded
 /// without a background task.
 const SWEEP_EVERY: u64 = 4096;
@@ -43,7 +56,8 @@ pub struct MemoryStore {
 
 #[derive(Debug)]
 struct Inner {
-    values: HashMap<String, (Stored, Instant)>,
+    values: HashMap<String, Value>,
+    states: States,
     dedupe: Marks,
     done: Marks,
     dead_letters: VecDeque<DeadLetter>,
@@ -58,6 +72,7 @@ impl Default for Inner {
     fn default() -> Self {
         Inner {
             values: HashMap::new(),
+            states: States::default(),
             dedupe: Marks::new(MAX_DEDUPE_MARKS),
             done: Marks::new(MAX_DONE_MARKS),
             dead_letters: VecDeque::new(),
@@ -66,6 +81,30 @@ impl Default for Inner {
             channels_version: 0,
         }
     }
+}
+
+#[derive(Debug)]
+struct Value {
+    stored: Stored,
+    expires: Instant,
+    /// The write that put it (`Inner::writes`), which tells a state's
+    /// current place in [`States::order`] from an older one.
+    write: u64,
+}
+
+/// The conversation states' footprint and their order of last write.
+#[derive(Debug, Default)]
+struct States {
+    bytes: usize,
+    /// Oldest write first; an entry whose key was written again since (or
+    /// removed) is stale and skipped.
+    order: VecDeque<(Box<str>, u64)>,
+    /// The operator has been told states are being forgotten.
+    warned: bool,
+}
+
+fn state_footprint(key: &str, stored: &Stored) -> usize {
+    key.len() + stored.len() + STATE_OVERHEAD
 }
 
 /// A value as kept: exactly its size (serializers hand over buffers grown
@@ -100,6 +139,12 @@ impl Stored {
                     Vec::new()
                 })
             }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Stored::Plain(bytes) | Stored::Lz4(bytes) => bytes.len(),
         }
     }
 
@@ -211,8 +256,86 @@ impl Inner {
     fn live(&self, key: &str, now: Instant) -> Option<&Stored> {
         self.values
             .get(key)
-            .filter(|(_, expires)| *expires > now)
-            .map(|(v, _)| v)
+            .filter(|value| value.expires > now)
+            .map(|value| &value.stored)
+    }
+
+    /// Every write of a value goes through here: it keeps the states'
+    /// footprint, forgets the least recently written states past
+    /// [`MAX_STATE_BYTES`], and sweeps expired keys now and then.
+    fn set_value(&mut self, key: &str, stored: Stored, expires: Instant, now: Instant) {
+        self.writes = self.writes.wrapping_add(1);
+        let write = self.writes;
+        let state = is_state_key(key);
+        let added = state.then(|| state_footprint(key, &stored));
+        let old = self.values.insert(
+            key.to_owned(),
+            Value {
+                stored,
+                expires,
+                write,
+            },
+        );
+        if let Some(added) = added {
+            if let Some(old) = old {
+                self.states.bytes -= state_footprint(key, &old.stored);
+            }
+            self.states.bytes += added;
+            self.states.order.push_back((key.into(), write));
+            self.forget_oldest_states();
+        }
+        if self.writes.is_multiple_of(SWEEP_EVERY) {
+            let mut freed = 0;
+            self.values.retain(|key, value| {
+                let keep = value.expires > now;
+                if !keep && is_state_key(key) {
+                    freed += state_footprint(key, &value.stored);
+                }
+                keep
+            });
+            self.states.bytes -= freed;
+        }
+    }
+
+    fn remove_value(&mut self, key: &str) {
+        if let Some(old) = self.values.remove(key)
+            && is_state_key(key)
+        {
+            self.states.bytes -= state_footprint(key, &old.stored);
+        }
+    }
+
+    fn forget_oldest_states(&mut self) {
+        let mut forgotten = 0u64;
+        while self.states.bytes > MAX_STATE_BYTES {
+            let Some((key, write)) = self.states.order.pop_front() else {
+                break;
+            };
+            if self
+                .values
+                .get(&*key)
+                .is_some_and(|value| value.write == write)
+            {
+                self.remove_value(&key);
+                forgotten += 1;
+            }
+        }
+        if forgotten > 0 && !self.states.warned {
+            self.states.warned = true;
+            tracing::warn!(
+                max_bytes = MAX_STATE_BYTES,
+                "the memory store holds as many conversations as it may and forgets the least recently active first; use the Redis store to keep them all"
+            );
+        }
+        // Rewritten and removed states leave stale entries behind.
+        if self.states.order.len() > self.values.len().saturating_mul(2) + 1024 {
+            let values = &self.values;
+            self.states.order.retain(|(key, write)| {
+                values
+                    .get(&**key)
+                    .is_some_and(|value| value.write == *write)
+            });
+        }
     }
 
     /// The set a mark's key belongs to, if it is a mark's key.
@@ -223,13 +346,6 @@ impl Inner {
             Some(&mut self.done)
         } else {
             None
-        }
-    }
-
-    fn wrote(&mut self, now: Instant) {
-        self.writes = self.writes.wrapping_add(1);
-        if self.writes.is_multiple_of(SWEEP_EVERY) {
-            self.values.retain(|_, (_, expires)| *expires > now);
         }
     }
 }
@@ -255,8 +371,7 @@ impl MemoryStore {
         if inner.live(key, now).is_some() {
             return false;
         }
-        inner.values.insert(key.to_owned(), (stored, now + ttl));
-        inner.wrote(now);
+        inner.set_value(key, stored, now + ttl, now);
         true
     }
 
@@ -270,14 +385,10 @@ impl MemoryStore {
             .map_or(0, u64::from_be_bytes)
             .saturating_add(1);
         let expires = match inner.values.get(key) {
-            Some((_, expires)) if *expires > now => *expires,
+            Some(value) if value.expires > now => value.expires,
             _ => now + window,
         };
-        inner.values.insert(
-            key.to_owned(),
-            (Stored::new(count.to_be_bytes().to_vec()), expires),
-        );
-        inner.wrote(now);
+        inner.set_value(key, Stored::new(count.to_be_bytes().to_vec()), expires, now);
         count
     }
 
@@ -315,9 +426,7 @@ impl MemoryStore {
         }
         // Compressed before the lock is taken: other lanes wait on it.
         let stored = Stored::new(value);
-        let mut inner = self.lock();
-        inner.values.insert(key.to_owned(), (stored, now + ttl));
-        inner.wrote(now);
+        self.lock().set_value(key, stored, now + ttl, now);
     }
 
     pub fn delete(&self, key: &str) {
@@ -325,7 +434,7 @@ impl MemoryStore {
         if let Some(marks) = inner.marks_mut(key) {
             marks.delete(key);
         }
-        inner.values.remove(key);
+        inner.remove_value(key);
     }
 
     pub fn push_dead_letter(&self, letter: DeadLetter) {
@@ -475,7 +584,7 @@ mod tests {
             store.get("sb:v1:state:{telegram:tg:1}"),
             Some(state.clone())
         );
-        let kept = match &store.lock().values["sb:v1:state:{telegram:tg:1}"].0 {
+        let kept = match &store.lock().values["sb:v1:state:{telegram:tg:1}"].stored {
             Stored::Lz4(packed) => packed.len(),
             Stored::Plain(_) => panic!("a repetitive state is kept compressed"),
         };
@@ -489,9 +598,77 @@ mod tests {
         assert_eq!(store.get("sb:v1:code:a"), Some(noise));
         store.put("sb:v1:code:b", b"short".to_vec(), ttl);
         assert!(matches!(
-            store.lock().values["sb:v1:code:b"].0,
+            store.lock().values["sb:v1:code:b"].stored,
             Stored::Plain(_)
         ));
         assert_eq!(store.get("sb:v1:code:b"), Some(b"short".to_vec()));
+    }
+
+    /// `len` bytes that LZ4 cannot shrink, different for each `seed`.
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn states_are_held_to_a_budget_least_recently_written_forgotten_first() {
+        let store = MemoryStore::default();
+        let ttl = Duration::from_secs(3600);
+        let state = |n: usize| format!("sb:v1:state:{{telegram:tg:{n}}}");
+        let size = 2000;
+        let fits = MAX_STATE_BYTES / (size + 40 + STATE_OVERHEAD);
+        // A counter and a pending code written first must outlive the flood.
+        assert_eq!(store.count_in_window("sb:v1:otp-sends:account:a", ttl), 1);
+        store.put("sb:v1:otp-pending:{telegram:tg:0}", noise(0, 300), ttl);
+        for n in 0..fits * 2 {
+            store.put(&state(n), noise(n as u64, size), ttl);
+            if n % 100 == 0 {
+                // Conversation 0 stays active: rewritten all along.
+                store.put(&state(0), noise(0, size), ttl);
+            }
+        }
+        let bytes = store.lock().states.bytes;
+        assert!(bytes <= MAX_STATE_BYTES, "{bytes}");
+        assert!(
+            bytes > MAX_STATE_BYTES - 2 * (size + 200),
+            "{bytes}: budget used"
+        );
+        assert_eq!(
+            store.get(&state(fits * 2 - 1)),
+            Some(noise((fits * 2 - 1) as u64, size))
+        );
+        assert_eq!(
+            store.get(&state(0)),
+            Some(noise(0, size)),
+            "recently written"
+        );
+        assert_eq!(store.get(&state(1)), None, "least recently written");
+        assert_eq!(store.get(&state(fits / 2)), None);
+        assert_eq!(store.count_in_window("sb:v1:otp-sends:account:a", ttl), 2);
+        assert_eq!(
+            store.get("sb:v1:otp-pending:{telegram:tg:0}"),
+            Some(noise(0, 300))
+        );
+        let order = store.lock().states.order.len();
+        assert!(order <= 2 * store.lock().values.len() + 1024, "{order}");
+
+        // Deleting and rewriting keep the count exact: all gone, zero left.
+        for n in 0..fits * 2 {
+            store.delete(&state(n));
+        }
+        assert_eq!(store.lock().states.bytes, 0);
+        store.put(&state(5), noise(5, 10), ttl);
+        store.put(&state(5), noise(5, 20), ttl);
+        assert_eq!(
+            store.lock().states.bytes,
+            state(5).len() + 20 + STATE_OVERHEAD
+        );
     }
 }

@@ -119,7 +119,14 @@ pub fn is_done_key(key: &str) -> bool {
 
 pub fn state_key(conversation: &ConversationKey) -> String {
     // The `{...}` hash tag keeps one conversation's keys in one cluster slot.
-    format!("sb:v1:state:{{{conversation}}}")
+    format!("{STATE_PREFIX}{{{conversation}}}")
+}
+
+const STATE_PREFIX: &str = "sb:v1:state:";
+
+/// A conversation state's key (the memory store holds these to a budget).
+pub fn is_state_key(key: &str) -> bool {
+    key.starts_with(STATE_PREFIX)
 }
 
 pub fn link_code_key(account_id: &str) -> String {
