@@ -1,6 +1,7 @@
-//! Ordered lanes: a fixed set of tasks, each with a bounded queue. Items
-//! with the same key always go to the same lane, so they are handled one
-//! after another in arrival order, while different keys run in parallel.
+//! Ordered lanes: a fixed set of tasks, each with its own queue, all of them
+//! together bounded by one shared room. Items with the same key always go
+//! to the same lane, so they are handled one after another in arrival
+//! order, while different keys run in parallel.
 //! The inbox (events per conversation) and the outbox (replies per chat)
 //! both run on lanes.
 
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// Which lane a key belongs to. Stable within a process.
@@ -23,15 +24,25 @@ pub fn lane_of(key: &impl Hash, lanes: usize) -> usize {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PushError {
-    #[error("the lane is full")]
+    #[error("the lanes are full")]
     Full,
     #[error("the lanes are closed (shutting down)")]
     Closed,
 }
 
+/// An item with its place in the lanes' shared room, given back when the
+/// lane takes the item.
+type Queued<T> = (T, OwnedSemaphorePermit);
+
 /// Producer side; cheap to clone.
 pub struct Lanes<T> {
-    senders: Arc<Vec<mpsc::Sender<T>>>,
+    senders: Arc<Vec<mpsc::UnboundedSender<Queued<T>>>>,
+    /// Room for `capacity` items across all lanes. Shared rather than per
+    /// lane: a producer waiting for room gets in as soon as any lane takes
+    /// an item, instead of queueing behind its own lane's (with 64 lanes,
+    /// each drains at 1/64 of the rate, so per-lane room made waits 64
+    /// times longer), and one busy lane can use room the others do not.
+    room: Arc<Semaphore>,
     depth: Gauge,
     /// Producers waiting in [`Lanes::push_within`] right now.
     waiting: Arc<AtomicUsize>,
@@ -41,6 +52,7 @@ impl<T> Clone for Lanes<T> {
     fn clone(&self) -> Self {
         Self {
             senders: self.senders.clone(),
+            room: self.room.clone(),
             depth: self.depth.clone(),
             waiting: self.waiting.clone(),
         }
@@ -57,9 +69,10 @@ impl Drop for Waiting<'_> {
 }
 
 impl<T: Send + 'static> Lanes<T> {
-    /// Starts `count` lanes of `capacity` items each, handling items with
-    /// `handle`. The tasks end once `stop` changes (or every producer is
-    /// dropped) and their lane is drained: what was queued is handled.
+    /// Starts `count` lanes holding at most `capacity` items between them,
+    /// handling items with `handle`. The tasks end once `stop` changes (or
+    /// every producer is dropped) and their lane is drained: what was
+    /// queued is handled.
     pub fn start<F, Fut>(
         count: usize,
         capacity: usize,
@@ -75,7 +88,7 @@ impl<T: Send + 'static> Lanes<T> {
         let mut senders = Vec::with_capacity(count.max(1));
         let mut tasks = Vec::with_capacity(count.max(1));
         for _ in 0..count.max(1) {
-            let (tx, mut rx) = mpsc::channel::<T>(capacity.max(1));
+            let (tx, mut rx) = mpsc::unbounded_channel::<Queued<T>>();
             senders.push(tx);
             let handle = handle.clone();
             let depth = depth.clone();
@@ -83,8 +96,9 @@ impl<T: Send + 'static> Lanes<T> {
             tasks.push(tokio::spawn(async move {
                 loop {
                     tokio::select! {
-                        item = rx.recv() => match item {
-                            Some(item) => {
+                        queued = rx.recv() => match queued {
+                            Some((item, room)) => {
+                                drop(room);
                                 depth.dec();
                                 handle(item).await;
                             }
@@ -93,7 +107,8 @@ impl<T: Send + 'static> Lanes<T> {
                         _ = stop.changed() => {
                             // Take nothing new; finish what was queued.
                             rx.close();
-                            while let Some(item) = rx.recv().await {
+                            while let Some((item, room)) = rx.recv().await {
+                                drop(room);
                                 depth.dec();
                                 handle(item).await;
                             }
@@ -106,6 +121,7 @@ impl<T: Send + 'static> Lanes<T> {
         (
             Lanes {
                 senders: Arc::new(senders),
+                room: Arc::new(Semaphore::new(capacity.clamp(1, Semaphore::MAX_PERMITS))),
                 depth,
                 waiting: Arc::new(AtomicUsize::new(0)),
             },
@@ -113,25 +129,30 @@ impl<T: Send + 'static> Lanes<T> {
         )
     }
 
-    fn sender(&self, key: &impl Hash) -> Result<&mpsc::Sender<T>, PushError> {
+    fn sender(&self, key: &impl Hash) -> Result<&mpsc::UnboundedSender<Queued<T>>, PushError> {
         self.senders
             .get(lane_of(key, self.senders.len()))
             .ok_or(PushError::Closed)
     }
 
-    /// Queues without waiting; a full lane is reported.
+    fn queue(&self, key: &impl Hash, item: T, room: OwnedSemaphorePermit) -> Result<(), PushError> {
+        self.sender(key)?
+            .send((item, room))
+            .map_err(|_| PushError::Closed)?;
+        self.depth.inc();
+        Ok(())
+    }
+
+    /// Queues without waiting; full lanes are reported.
     pub fn try_push(&self, key: &impl Hash, item: T) -> Result<(), PushError> {
-        match self.sender(key)?.try_send(item) {
-            Ok(()) => {
-                self.depth.inc();
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => Err(PushError::Full),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(PushError::Closed),
+        match self.room.clone().try_acquire_owned() {
+            Ok(room) => self.queue(key, item, room),
+            Err(TryAcquireError::NoPermits) => Err(PushError::Full),
+            Err(TryAcquireError::Closed) => Err(PushError::Closed),
         }
     }
 
-    /// Queues; when the lane is full, waits up to `wait` for room, but
+    /// Queues; when the lanes are full, waits up to `wait` for room, but
     /// only while fewer than `max_waiting` producers wait already (each
     /// waiter holds its item, so their number bounds that memory). Full
     /// when the wait runs out or too many wait.
@@ -142,38 +163,35 @@ impl<T: Send + 'static> Lanes<T> {
         wait: Duration,
         max_waiting: usize,
     ) -> Result<(), PushError> {
-        let sender = self.sender(key)?;
-        let item = match sender.try_send(item) {
-            Ok(()) => {
-                self.depth.inc();
-                return Ok(());
-            }
-            Err(mpsc::error::TrySendError::Full(item)) => item,
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(PushError::Closed),
-        };
+        match self.room.clone().try_acquire_owned() {
+            Ok(room) => return self.queue(key, item, room),
+            Err(TryAcquireError::NoPermits) => {}
+            Err(TryAcquireError::Closed) => return Err(PushError::Closed),
+        }
+        if wait.is_zero() {
+            return Err(PushError::Full);
+        }
         if self.waiting.fetch_add(1, Ordering::Relaxed) >= max_waiting {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
             return Err(PushError::Full);
         }
         let _waiting = Waiting(&self.waiting);
-        match sender.send_timeout(item, wait).await {
-            Ok(()) => {
-                self.depth.inc();
-                Ok(())
-            }
-            Err(mpsc::error::SendTimeoutError::Timeout(_)) => Err(PushError::Full),
-            Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(PushError::Closed),
+        match tokio::time::timeout(wait, self.room.clone().acquire_owned()).await {
+            Ok(Ok(room)) => self.queue(key, item, room),
+            Ok(Err(_)) => Err(PushError::Closed),
+            Err(_) => Err(PushError::Full),
         }
     }
 
     /// Queues, waiting for room.
     pub async fn push(&self, key: &impl Hash, item: T) -> Result<(), PushError> {
-        let sender = self.sender(key)?;
-        self.depth.inc();
-        sender.send(item).await.map_err(|_| {
-            self.depth.dec();
-            PushError::Closed
-        })
+        let room = self
+            .room
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| PushError::Closed)?;
+        self.queue(key, item, room)
     }
 }
 
@@ -319,5 +337,48 @@ mod tests {
         );
         assert!(started.elapsed() < Duration::from_secs(5));
         waiter.abort();
+    }
+
+    #[tokio::test]
+    async fn room_freed_in_any_lane_lets_a_waiting_producer_in() {
+        // Two keys on different lanes, each lane's handler held by its own gate.
+        let a = 0u32;
+        let b = (1u32..).find(|k| lane_of(k, 2) != lane_of(&a, 2)).unwrap();
+        let (_stop_tx, stop) = watch::channel(false);
+        let (open_a, gate_a) = watch::channel(false);
+        let (open_b, gate_b) = watch::channel(false);
+        let (started_tx, mut started) = mpsc::channel::<u32>(8);
+        let (lanes, _tasks) = Lanes::start(2, 2, Gauge::default(), &stop, move |key: u32| {
+            let mut gate = if key == a {
+                gate_a.clone()
+            } else {
+                gate_b.clone()
+            };
+            let started = started_tx.clone();
+            async move {
+                let _ = started.send(key).await;
+                let _ = gate.wait_for(|open| *open).await;
+            }
+        });
+        lanes.try_push(&a, a).unwrap();
+        lanes.try_push(&b, b).unwrap();
+        started.recv().await.unwrap();
+        started.recv().await.unwrap();
+        // Both handlers busy; the room (2) is taken by one queued item each.
+        lanes.try_push(&a, a).unwrap();
+        lanes.try_push(&b, b).unwrap();
+        assert_eq!(lanes.try_push(&a, a), Err(PushError::Full));
+
+        let waiter = {
+            let lanes = lanes.clone();
+            tokio::spawn(async move { lanes.push_within(&a, a, Duration::from_secs(10), 8).await })
+        };
+        while lanes.waiting.load(Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // Lane b moves on; lane a stays stuck, yet a's producer gets in.
+        open_b.send(true).unwrap();
+        assert_eq!(waiter.await.unwrap(), Ok(()));
+        open_a.send(true).unwrap();
     }
 }

@@ -177,7 +177,7 @@ pub enum Inbox {
 
 impl Inbox {
     /// Queues the event. The local inbox waits briefly for room (see
-    /// [`INBOX_WAIT`]); then a full lane is reported so the webhook can
+    /// [`INBOX_WAIT`]); then a full inbox is reported so the webhook can
     /// answer 503 instead of growing without bound. The durable inbox
     /// returns once the event is in Redis.
     pub async fn submit(&self, event: InboundEvent) -> Result<(), SubmitError> {
@@ -309,16 +309,15 @@ pub fn start(
     let capacity = lanes.saturating_mul(lane_capacity);
     let depth = worker.metrics.queue("inbox");
     let handler = worker.clone();
-    let (lanes, mut tasks) =
-        Lanes::start(lanes, lane_capacity, depth, stop, move |item: InboxItem| {
-            let worker = handler.clone();
-            async move {
-                let ack = worker.handle_item(item).await;
-                if let Some(ack) = ack {
-                    ack.done().await;
-                }
+    let (lanes, mut tasks) = Lanes::start(lanes, capacity, depth, stop, move |item: InboxItem| {
+        let worker = handler.clone();
+        async move {
+            let ack = worker.handle_item(item).await;
+            if let Some(ack) = ack {
+                ack.done().await;
             }
-        });
+        }
+    });
     let Some(queue) = queue else {
         return (Inbox::Local(lanes), tasks);
     };

@@ -172,7 +172,7 @@ pub fn start(
     let handler = delivery.clone();
     let (lanes, mut tasks) = Lanes::start(
         config.lanes,
-        config.lane_capacity,
+        config.lanes.saturating_mul(config.lane_capacity),
         depth,
         stop,
         move |mut item: OutboxItem| {
