@@ -143,13 +143,21 @@ impl<T: Send + 'static> Lanes<T> {
         Ok(())
     }
 
-    /// Queues without waiting; full lanes are reported.
-    pub fn try_push(&self, key: &impl Hash, item: T) -> Result<(), PushError> {
+    /// A place in the room if one is free now.
+    fn free_room(&self) -> Result<Option<OwnedSemaphorePermit>, PushError> {
         match self.room.clone().try_acquire_owned() {
-            Ok(room) => self.queue(key, item, room),
-            Err(TryAcquireError::NoPermits) => Err(PushError::Full),
+            Ok(room) => Ok(Some(room)),
+            Err(TryAcquireError::NoPermits) => Ok(None),
             Err(TryAcquireError::Closed) => Err(PushError::Closed),
         }
+    }
+
+    /// Queues without waiting; full lanes are reported. (Producers wait a
+    /// little, [`Lanes::push_within`]; tests fill lanes with this.)
+    #[cfg(test)]
+    pub fn try_push(&self, key: &impl Hash, item: T) -> Result<(), PushError> {
+        let room = self.free_room()?.ok_or(PushError::Full)?;
+        self.queue(key, item, room)
     }
 
     /// Queues; when the lanes are full, waits up to `wait` for room, but
@@ -163,13 +171,8 @@ impl<T: Send + 'static> Lanes<T> {
         wait: Duration,
         max_waiting: usize,
     ) -> Result<(), PushError> {
-        match self.room.clone().try_acquire_owned() {
-            Ok(room) => return self.queue(key, item, room),
-            Err(TryAcquireError::NoPermits) => {}
-            Err(TryAcquireError::Closed) => return Err(PushError::Closed),
-        }
-        if wait.is_zero() {
-            return Err(PushError::Full);
+        if let Some(room) = self.free_room()? {
+            return self.queue(key, item, room);
         }
         if self.waiting.fetch_add(1, Ordering::Relaxed) >= max_waiting {
             self.waiting.fetch_sub(1, Ordering::Relaxed);

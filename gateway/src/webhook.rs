@@ -115,9 +115,11 @@ pub async fn dispatch(
     let direct = (request.method() == Method::POST)
         .then(|| webhook_segments(request.path()))
         .flatten()
-        .map(|(platform, channel)| (platform.to_owned(), channel.to_owned()));
-    let state = request.app_data::<web::Data<AppState>>().cloned();
-    let (Some((platform, channel)), Some(state)) = (direct, state) else {
+        .and_then(|(platform, channel)| {
+            let state = request.app_data::<web::Data<AppState>>()?.clone();
+            Some((state, platform.to_owned(), channel.to_owned()))
+        });
+    let Some((state, platform, channel)) = direct else {
         return Ok(next.call(request).await?.map_into_left_body());
     };
     let (http_request, mut payload) = request.into_parts();
