@@ -401,15 +401,20 @@ pub struct SenderSettings {
     pub rates: SendRates,
 }
 
-/// Per-channel send rates. The defaults are the platforms' published
-/// limits (PLATFORMS.md); raise one only when the platform has raised it
-/// for you (WhatsApp throughput tiers, Telegram paid broadcasts), or for a
-/// load test against a simulator.
+/// Per-channel and per-chat send rates. The defaults are the platforms'
+/// published limits (PLATFORMS.md); raise one only when the platform has
+/// raised it for you (WhatsApp throughput tiers, Telegram paid broadcasts),
+/// or for a load test against a simulator.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SendRates {
     pub telegram: f64,
     pub messenger: f64,
     pub whatsapp: f64,
+    /// Sends per second to one person (a Telegram private chat, a
+    /// Messenger or WhatsApp user).
+    pub chat: f64,
+    /// Sends per minute to one Telegram group.
+    pub group_per_minute: f64,
 }
 
 impl SendRates {
@@ -651,6 +656,8 @@ struct RawSender {
     telegram_per_second: f64,
     messenger_per_second: f64,
     whatsapp_per_second: f64,
+    chat_per_second: f64,
+    group_per_minute: f64,
 }
 
 #[derive(Deserialize, Default)]
@@ -1017,10 +1024,20 @@ fn send_rates(raw: &RawSender) -> Result<SendRates, ConfigError> {
             ))
         }
     };
+    let group_per_minute = raw.group_per_minute;
+    if !(group_per_minute.is_finite() && group_per_minute > 0.0 && group_per_minute <= 6_000_000.0)
+    {
+        return Err(invalid(
+            "sender.group_per_minute",
+            "must be a number of sends per minute above 0 and at most 6000000",
+        ));
+    }
     Ok(SendRates {
         telegram: check("sender.telegram_per_second", raw.telegram_per_second)?,
         messenger: check("sender.messenger_per_second", raw.messenger_per_second)?,
         whatsapp: check("sender.whatsapp_per_second", raw.whatsapp_per_second)?,
+        chat: check("sender.chat_per_second", raw.chat_per_second)?,
+        group_per_minute,
     })
 }
 
@@ -1564,7 +1581,9 @@ phone_number_id = "1234567890"
             SendRates {
                 telegram: 30.0,
                 messenger: 300.0,
-                whatsapp: 80.0
+                whatsapp: 80.0,
+                chat: 1.0,
+                group_per_minute: 20.0,
             }
         );
         let env = |value: &str| {
@@ -1584,6 +1603,37 @@ phone_number_id = "1234567890"
                 error.starts_with("sender.whatsapp_per_second"),
                 "{bad}: {error}"
             );
+        }
+        // Per-chat pacing is lifted the same way (a load test against the
+        // simulator), and refuses nonsense with the key's name.
+        let chat = |key: &str, value: &str| vec![(key.to_owned(), value.to_owned())];
+        let lifted = Settings::load_from(
+            Some(&path),
+            &[
+                chat("SWITCHBOARD__SENDER__CHAT_PER_SECOND", "100000"),
+                chat("SWITCHBOARD__SENDER__GROUP_PER_MINUTE", "6000000"),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert!((lifted.sender.rates.chat - 100_000.0).abs() < f64::EPSILON);
+        assert!((lifted.sender.rates.group_per_minute - 6_000_000.0).abs() < f64::EPSILON);
+        for (key, name) in [
+            (
+                "SWITCHBOARD__SENDER__CHAT_PER_SECOND",
+                "sender.chat_per_second",
+            ),
+            (
+                "SWITCHBOARD__SENDER__GROUP_PER_MINUTE",
+                "sender.group_per_minute",
+            ),
+        ] {
+            for bad in ["0", "-1", "1e12", "nan"] {
+                let error = Settings::load_from(Some(&path), &chat(key, bad))
+                    .unwrap_err()
+                    .to_string();
+                assert!(error.starts_with(name), "{key}={bad}: {error}");
+            }
         }
     }
 

@@ -59,8 +59,16 @@ impl<T> Clone for Lanes<T> {
     }
 }
 
-/// Counts a producer as waiting for as long as it lives.
-struct Waiting<'a>(&'a AtomicUsize);
+/// Counts a producer as waiting for as long as it lives (the durable
+/// inbox's wait for room counts its waiters with it too).
+pub(crate) struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    /// For a count already raised by the caller; lowered on drop.
+    pub(crate) fn new(count: &'a AtomicUsize) -> Self {
+        Self(count)
+    }
+}
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {

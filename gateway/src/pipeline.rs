@@ -8,6 +8,7 @@
 //! acknowledged; a full inbox answers 503 so the platform retries.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -152,8 +153,8 @@ pub enum SubmitError {
     Unavailable(#[from] StoreError),
 }
 
-/// How long a webhook waits for room in a full in-process inbox before it
-/// is answered 503. A platform told 503 redelivers seconds to minutes
+/// How long a webhook waits for room in a full inbox (in-process, or a
+/// partition of the Redis one) before it is answered 503. A platform told 503 redelivers seconds to minutes
 /// later (and a load generator honouring `Retry-After` idles its
 /// connection for a second), while room comes back within milliseconds
 /// as lanes drain: a short wait keeps the conversation's latency and the
@@ -170,16 +171,67 @@ pub const INBOX_MAX_WAITING: usize = 1024;
 #[derive(Clone)]
 pub enum Inbox {
     Local(Lanes<InboxItem>),
-    /// The stream, the store that seals entries, and the most entries one
-    /// partition may hold before webhooks are answered 503.
-    Durable(Arc<StreamQueue<RedisConnection>>, Store, u64),
+    Durable(DurableInbox),
+}
+
+/// The inbox on Redis Streams.
+#[derive(Clone)]
+pub struct DurableInbox {
+    queue: Arc<StreamQueue<RedisConnection>>,
+    /// Seals entries.
+    store: Store,
+    /// The most entries one partition may hold before webhooks wait, then
+    /// are answered 503.
+    max_per_partition: u64,
+    /// Webhooks waiting for room right now (see [`INBOX_MAX_WAITING`]).
+    waiting: Arc<AtomicUsize>,
+    /// The durable outbox and its bound per partition: a webhook also
+    /// waits for room in the partition its replies will go to.
+    outbox: Option<(Arc<StreamQueue<RedisConnection>>, u64)>,
+}
+
+/// Runs `add` until it finds room: on a full partition it tries again,
+/// backing off, for up to [`INBOX_WAIT`] while at most [`INBOX_MAX_WAITING`]
+/// webhooks wait (`waiting` counts them), as the local inbox does. Redis
+/// cannot say when room comes, so this polls; each try is one script run,
+/// cheaper by far than the 503 it saves (Telegram and Meta redeliver
+/// seconds to minutes later, and a client honouring `Retry-After: 1`
+/// idles a second).
+async fn with_room<F, Fut>(waiting: &AtomicUsize, mut add: F) -> Result<Added, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Added, StoreError>>,
+{
+    let added = add().await?;
+    if added != Added::Full {
+        return Ok(added);
+    }
+    if waiting.fetch_add(1, Ordering::Relaxed) >= INBOX_MAX_WAITING {
+        waiting.fetch_sub(1, Ordering::Relaxed);
+        return Ok(Added::Full);
+    }
+    let _waiting = crate::lanes::Waiting::new(waiting);
+    let deadline = Instant::now() + INBOX_WAIT;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(Added::Full);
+        }
+        tokio::time::sleep(pause.min(left)).await;
+        pause = (pause * 2).min(Duration::from_millis(16));
+        match add().await? {
+            Added::Full => continue,
+            added => return Ok(added),
+        }
+    }
 }
 
 impl Inbox {
-    /// Queues the event. The local inbox waits briefly for room (see
-    /// [`INBOX_WAIT`]); then a full inbox is reported so the webhook can
-    /// answer 503 instead of growing without bound. The durable inbox
-    /// returns once the event is in Redis.
+    /// Queues the event. A full inbox is waited on briefly (see
+    /// [`INBOX_WAIT`]), then reported so the webhook can answer 503
+    /// instead of growing without bound. The durable inbox returns once
+    /// the event is in Redis.
     pub async fn submit(&self, event: InboundEvent) -> Result<(), SubmitError> {
         self.submit_entry(InboxEntry::Event(event)).await
     }
@@ -195,24 +247,30 @@ impl Inbox {
         dedupe_key: &str,
         dedupe_ttl: Duration,
     ) -> Result<Accepted, SubmitError> {
-        if let (Inbox::Durable(queue, sealer, max_per_partition), Some(redis)) =
-            (self, store.as_redis())
+        if let (Inbox::Durable(inbox), Some(redis)) = (self, store.as_redis())
             && !redis.is_cluster()
         {
             let entry = InboxEntry::Event(event);
             let key = entry.conversation().to_string();
             let bytes =
                 serde_json::to_vec(&entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let sealed = sealer.seal(INBOX_PAYLOAD, &bytes)?;
-            let added = queue
-                .add_bounded_once(
+            let sealed = inbox.store.seal(INBOX_PAYLOAD, &bytes)?;
+            let mark = redis.key(dedupe_key);
+            let outbox = inbox
+                .outbox
+                .as_ref()
+                .map(|(queue, max)| (queue.stream_key_for(&key), *max));
+            let added = with_room(&inbox.waiting, || {
+                inbox.queue.add_bounded_once(
                     &key,
                     &sealed,
-                    *max_per_partition,
-                    &redis.key(dedupe_key),
+                    inbox.max_per_partition,
+                    &mark,
                     dedupe_ttl,
+                    outbox.as_ref().map(|(stream, max)| (stream.as_str(), *max)),
                 )
-                .await?;
+            })
+            .await?;
             return match added {
                 Added::Queued => Ok(Accepted::Queued),
                 Added::Duplicate => Ok(Accepted::Duplicate),
@@ -258,15 +316,22 @@ impl Inbox {
                         PushError::Closed => SubmitError::Closed,
                     })
             }
-            Inbox::Durable(queue, store, max_per_partition) => {
+            Inbox::Durable(inbox) => {
                 let key = entry.conversation().to_string();
                 let bytes =
                     serde_json::to_vec(&entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let sealed = store.seal(INBOX_PAYLOAD, &bytes)?;
-                if queue.add_bounded(&key, &sealed, *max_per_partition).await? {
-                    Ok(())
-                } else {
-                    Err(SubmitError::Full)
+                let sealed = inbox.store.seal(INBOX_PAYLOAD, &bytes)?;
+                let added = with_room(&inbox.waiting, || async {
+                    let added = inbox
+                        .queue
+                        .add_bounded(&key, &sealed, inbox.max_per_partition)
+                        .await?;
+                    Ok(if added { Added::Queued } else { Added::Full })
+                })
+                .await?;
+                match added {
+                    Added::Full => Err(SubmitError::Full),
+                    Added::Queued | Added::Duplicate => Ok(()),
                 }
             }
         }
@@ -376,7 +441,13 @@ pub fn start(
         .div_ceil(u64::from(queue.partitions().max(1)))
         .max(1);
     (
-        Inbox::Durable(queue, worker.store.clone(), max_per_partition),
+        Inbox::Durable(DurableInbox {
+            queue,
+            store: worker.store.clone(),
+            max_per_partition,
+            waiting: Arc::new(AtomicUsize::new(0)),
+            outbox: worker.outbox.durable_bound(),
+        }),
         tasks,
     )
 }
@@ -440,6 +511,23 @@ fn is_answerable(event: &InboundEvent) -> bool {
     )
 }
 
+/// What the worker read before handling an entry (see `Worker::load`).
+struct Loaded {
+    done: bool,
+    /// The conversation's stored state, when it was read.
+    state: Option<Option<Vec<u8>>>,
+    /// The inbound limits' answer, when they were charged with the read.
+    allowed: Option<bool>,
+}
+
+/// See `Worker::inbound_cells`.
+struct InboundCells {
+    tag: String,
+    sender_key: String,
+    sender: Rate,
+    channel: Rate,
+}
+
 /// What handling an event leaves to write: the conversation's new state
 /// (logical key, JSON) and the replies for the outbox. Written after the
 /// assistant's step, with a durable inbox in one transaction with the done
@@ -469,7 +557,7 @@ impl Worker {
     async fn handle_item(&self, mut item: InboxItem) -> Option<StreamAck> {
         let ack = item.ack.take();
         if !self.durable {
-            let (_, outcome) = self.handle(&item.entry, item.received, None).await;
+            let (_, outcome) = self.handle(&item.entry, item.received, None, None).await;
             if let Err(error) = self.write(outcome).await {
                 warn!(error = %error, "event handled but its outcome not kept");
             }
@@ -486,15 +574,32 @@ impl Worker {
             }
             _ => None,
         };
+        // A customer's event is charged to the inbound limits with that
+        // read too, where the store can (see `load`).
+        let charge = match &item.entry {
+            InboxEntry::Event(event)
+                if state.is_some()
+                    && event.is_from_customer()
+                    && self.registry.get(event.channel.as_str()).is_some() =>
+            {
+                Some(event)
+            }
+            _ => None,
+        };
         let started = Instant::now();
         let mut wait = Duration::from_millis(100);
         loop {
-            let error = match self.load(&done, state.as_deref()).await {
+            let error = match self.load(&done, state.as_deref(), charge).await {
                 // Handled before a crash and acknowledged only now.
-                Ok((true, _)) => return ack,
-                Ok((false, prefetched)) => {
-                    let (error, outcome) =
-                        self.handle(&item.entry, item.received, prefetched).await;
+                Ok(Loaded { done: true, .. }) => return ack,
+                Ok(Loaded {
+                    done: false,
+                    state: prefetched,
+                    allowed,
+                }) => {
+                    let (error, outcome) = self
+                        .handle(&item.entry, item.received, prefetched, allowed)
+                        .await;
                     match error {
                         Some(error) if is_unavailable(&error) => error,
                         // Handled, or failed for good (recorded): either way
@@ -547,15 +652,46 @@ impl Worker {
         }
     }
 
-    /// Whether `done` is marked, and (when asked) the stored state.
+    /// Whether `done` is marked, (when asked) the stored state, and (for
+    /// `charge`) whether the event was within its inbound limits. On a
+    /// single Redis node all three are one script run (`ratelimit`'s
+    /// READ_THEN_CHARGE_PAIR), the state and mark alone one pipeline.
     async fn load(
         &self,
         done: &str,
         state: Option<&str>,
-    ) -> Result<(bool, Option<Option<Vec<u8>>>), StoreError> {
+        charge: Option<&InboundEvent>,
+    ) -> Result<Loaded, StoreError> {
+        if let (Some(state), Some(event), ChannelLimiter::Shared(limiter)) =
+            (state, charge, &self.inbound_limits)
+        {
+            let cells = self.inbound_cells(event);
+            let read = limiter
+                .read_then_try_acquire_pair(
+                    (done, state),
+                    &cells.tag,
+                    ((&cells.sender_key, cells.sender), ("c", cells.channel)),
+                )
+                .await;
+            if let Some(read) = read {
+                let read = read?;
+                return Ok(Loaded {
+                    done: read.marked,
+                    // A state that cannot be opened is met again (and
+                    // recorded) by processing.
+                    state: read.second.ok(),
+                    allowed: read.charged,
+                });
+            }
+        }
+        let loaded = |done, state| Loaded {
+            done,
+            state,
+            allowed: None,
+        };
         if let (Some(state), Some(redis)) = (state, self.store.as_redis()) {
             match redis.get_pair(done, state).await {
-                Ok((mark, stored)) => return Ok((mark.is_some(), Some(stored))),
+                Ok((mark, stored)) => return Ok(loaded(mark.is_some(), Some(stored))),
                 Err(error @ StoreError::Unavailable(_)) => return Err(error),
                 // A state that cannot be opened (sealed with a retired key):
                 // read the mark alone and let processing meet the state and
@@ -564,10 +700,10 @@ impl Worker {
             }
         }
         match self.store.get(done).await {
-            Ok(mark) => Ok((mark.is_some(), None)),
+            Ok(mark) => Ok(loaded(mark.is_some(), None)),
             // The mark is there but cannot be opened (sealed with a retired
             // key): its presence is all it says, so the event was handled.
-            Err(StoreError::Corrupt(_)) => Ok((true, None)),
+            Err(StoreError::Corrupt(_)) => Ok(loaded(true, None)),
             Err(error) => Err(error),
         }
     }
@@ -593,7 +729,7 @@ impl Worker {
     /// never handled twice once they are written.
     async fn commit(
         &self,
-        outcome: Outcome,
+        mut outcome: Outcome,
         done: &str,
         ack: Option<&StreamAck>,
     ) -> Result<(), StoreError> {
@@ -604,7 +740,10 @@ impl Worker {
             return self.store.put(done, Vec::new(), DONE_TTL).await;
         };
         let mut entries = Vec::with_capacity(outcome.replies.len());
-        for reply in &outcome.replies {
+        // One MULTI/EXEC on a single node: these replies exist once.
+        let once = !redis.is_cluster();
+        for reply in &mut outcome.replies {
+            reply.once = once;
             match self.outbox.sealed_entry(reply) {
                 Some(entry) => entries.push(entry?),
                 None => {
@@ -639,12 +778,14 @@ impl Worker {
     /// Processes one event, records metrics, and gives back the error when
     /// it failed (after recording it, unless the store itself is down),
     /// with what is left to write. `prefetched` is the conversation's
-    /// stored state when the caller read it already.
+    /// stored state when the caller read it already, `allowed` the inbound
+    /// limits' answer when the caller charged them already.
     async fn handle(
         &self,
         entry: &InboxEntry,
         received: Instant,
         prefetched: Option<Option<Vec<u8>>>,
+        allowed: Option<bool>,
     ) -> (Option<ProcessError>, Outcome) {
         let event = match entry {
             InboxEntry::Event(event) => event,
@@ -659,7 +800,10 @@ impl Worker {
             channel = %event.channel,
             event_id = %event.event_id,
         );
-        let result = self.process(event, prefetched).instrument(span).await;
+        let result = self
+            .process(event, prefetched, allowed)
+            .instrument(span)
+            .await;
         let (label, error, outcome) = match result {
             Ok((label, outcome)) => (label, None, outcome),
             Err(error) if self.durable && is_unavailable(&error) => {
@@ -692,6 +836,7 @@ impl Worker {
         &self,
         event: &InboundEvent,
         prefetched: Option<Option<Vec<u8>>>,
+        allowed: Option<bool>,
     ) -> Result<(&'static str, Outcome), ProcessError> {
         let nothing = |label| Ok((label, Outcome::default()));
         // Business-side events are recorded where useful and never answered.
@@ -719,8 +864,14 @@ impl Worker {
             return Err(ProcessError::UnknownChannel);
         };
         let conversation = &event.conversation;
-        if event.is_from_customer() && !self.inbound_allowed(event).await {
-            return Ok((self.slow_down(event).await?, Outcome::default()));
+        if event.is_from_customer() {
+            let allowed = match allowed {
+                Some(allowed) => self.counted(event, allowed),
+                None => self.inbound_allowed(event).await,
+            };
+            if !allowed {
+                return Ok((self.slow_down(event).await?, Outcome::default()));
+            }
         }
         // The assistant gets the event, its text capped, by reference.
         let input = {
@@ -826,6 +977,8 @@ impl Worker {
                 message,
                 last_customer_ms,
                 reply_id,
+                // Set by the commit when it is one transaction.
+                once: false,
                 ack: None,
             });
         }
@@ -930,6 +1083,7 @@ impl Worker {
                         message,
                         last_customer_ms: record.last_customer_ms,
                         reply_id: format!("agent:{id}"),
+                        once: false,
                         ack: None,
                     })
                     .await
@@ -1010,6 +1164,7 @@ impl Worker {
                                 message: OutboundMessage::new(conversation.clone(), body),
                                 last_customer_ms,
                                 reply_id: format!("control:{id}#{index}"),
+                                once: false,
                                 ack: None,
                             })
                             .await
@@ -1021,17 +1176,10 @@ impl Worker {
         }
     }
 
-    /// Whether the sender and the channel are within their inbound rates.
-    async fn inbound_allowed(&self, event: &InboundEvent) -> bool {
+    /// The inbound limits' two cells for an event: its sender's and its
+    /// channel's, both under the channel's tag (one script run per event).
+    fn inbound_cells(&self, event: &InboundEvent) -> InboundCells {
         let abuse = &self.abuse;
-        let sender = Rate {
-            burst: f64::from(abuse.sender_burst),
-            per_second: f64::from(abuse.sender_messages_per_minute) / 60.0,
-        };
-        let channel = Rate {
-            burst: f64::from(abuse.channel_burst),
-            per_second: f64::from(abuse.channel_messages_per_second),
-        };
         let sender_key = {
             use sha2::Digest;
             let who = format!("{}:{}:{}", event.platform, event.channel, event.sender.id);
@@ -1040,15 +1188,37 @@ impl Worker {
                 hex::encode(&sha2::Sha256::digest(who.as_bytes())[..12])
             )
         };
-        // Both cells under the channel's tag: one script run per event.
+        InboundCells {
+            tag: format!("in:{}:{}", event.platform, event.channel),
+            sender_key,
+            sender: Rate {
+                burst: f64::from(abuse.sender_burst),
+                per_second: f64::from(abuse.sender_messages_per_minute) / 60.0,
+            },
+            channel: Rate {
+                burst: f64::from(abuse.channel_burst),
+                per_second: f64::from(abuse.channel_messages_per_second),
+            },
+        }
+    }
+
+    /// Whether the sender and the channel are within their inbound rates.
+    async fn inbound_allowed(&self, event: &InboundEvent) -> bool {
+        let cells = self.inbound_cells(event);
         let allowed = self
             .inbound_limits
             .try_acquire_pair(
-                &format!("in:{}:{}", event.platform, event.channel),
-                (&sender_key, sender),
-                ("c", channel),
+                &cells.tag,
+                (&cells.sender_key, cells.sender),
+                ("c", cells.channel),
             )
             .await;
+        self.counted(event, allowed)
+    }
+
+    /// Counts an event turned away by the inbound limits; gives `allowed`
+    /// back.
+    fn counted(&self, event: &InboundEvent, allowed: bool) -> bool {
         if !allowed {
             self.metrics
                 .events
@@ -1089,6 +1259,7 @@ impl Worker {
                     message,
                     last_customer_ms: Some(sent_at),
                     reply_id: format!("{}#slow", event_digest(event)),
+                    once: false,
                     ack: None,
                 })
                 .await
@@ -1141,4 +1312,78 @@ pub enum ProcessError {
     Encode(String),
     #[error("the outbox is closed")]
     OutboxClosed,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+
+    use super::*;
+
+    /// An `add` that finds the partition full `full_for` times, counting
+    /// its calls.
+    fn full_for(
+        full_for: u32,
+        calls: &AtomicU32,
+    ) -> impl FnMut() -> std::future::Ready<Result<Added, StoreError>> + '_ {
+        move || {
+            let call = calls.fetch_add(1, Ordering::Relaxed);
+            std::future::ready(Ok(if call < full_for {
+                Added::Full
+            } else {
+                Added::Queued
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_durable_add_waits_for_room_and_gets_in_once_there_is_some() {
+        let waiting = AtomicUsize::new(0);
+        let calls = AtomicU32::new(0);
+        let started = Instant::now();
+        let added = with_room(&waiting, full_for(3, &calls)).await.unwrap();
+        assert_eq!(added, Added::Queued);
+        assert_eq!(calls.load(Ordering::Relaxed), 4);
+        assert!(started.elapsed() < INBOX_WAIT, "{:?}", started.elapsed());
+        assert_eq!(waiting.load(Ordering::Relaxed), 0, "no longer waiting");
+    }
+
+    #[tokio::test]
+    async fn a_durable_add_gives_up_once_the_wait_runs_out() {
+        let waiting = AtomicUsize::new(0);
+        let calls = AtomicU32::new(0);
+        let started = Instant::now();
+        let added = with_room(&waiting, full_for(u32::MAX, &calls))
+            .await
+            .unwrap();
+        assert_eq!(added, Added::Full);
+        let waited = started.elapsed();
+        assert!(waited >= INBOX_WAIT, "{waited:?}");
+        assert!(waited < INBOX_WAIT * 3, "{waited:?}");
+        // Backing off: a handful of tries, not a busy loop.
+        let tries = calls.load(Ordering::Relaxed);
+        assert!((4..=12).contains(&tries), "{tries} tries");
+        assert_eq!(waiting.load(Ordering::Relaxed), 0, "no longer waiting");
+    }
+
+    #[tokio::test]
+    async fn a_durable_add_does_not_wait_when_too_many_wait_or_there_is_no_need() {
+        let calls = AtomicU32::new(0);
+        let crowded = AtomicUsize::new(INBOX_MAX_WAITING);
+        let added = with_room(&crowded, full_for(1, &calls)).await.unwrap();
+        assert_eq!(added, Added::Full, "refused at once");
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+        assert_eq!(crowded.load(Ordering::Relaxed), INBOX_MAX_WAITING);
+
+        let waiting = AtomicUsize::new(0);
+        let duplicate = with_room(&waiting, || std::future::ready(Ok(Added::Duplicate)))
+            .await
+            .unwrap();
+        assert_eq!(duplicate, Added::Duplicate);
+        let failed = with_room(&waiting, || {
+            std::future::ready(Err(StoreError::Unavailable("down".to_owned())))
+        })
+        .await;
+        assert!(matches!(failed, Err(StoreError::Unavailable(_))));
+    }
 }

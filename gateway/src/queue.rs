@@ -221,8 +221,12 @@ return 1
     /// As [`StreamQueue::add_bounded`], and only when `dedupe_key` (a full
     /// Redis key) was not set: the first sighting's mark, the bound check
     /// and the append are one script, so a webhook costs one round trip.
-    /// Single node only: the mark and the stream live in different cluster
-    /// slots.
+    /// With `downstream` (a stream key and its bound: the outbox partition
+    /// the entry's replies will go to) that stream must have room too, so
+    /// a sender that cannot keep up slows the intake down instead of
+    /// letting replies pile up in Redis without bound.
+    /// Single node only: the mark and the streams live in different
+    /// cluster slots.
     pub async fn add_bounded_once(
         &self,
         partition_key: &str,
@@ -230,12 +234,14 @@ return 1
         max_per_partition: u64,
         dedupe_key: &str,
         dedupe_ttl: Duration,
+        downstream: Option<(&str, u64)>,
     ) -> Result<Added, StoreError> {
         // Refused for a full partition, the mark goes again so the
         // platform's retry is let through.
         const ONCE_BOUNDED_XADD: &str = r"
 if not redis.call('SET', KEYS[1], '', 'NX', 'PX', ARGV[1]) then return 0 end
-if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[2]) then
+if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[2])
+  or (KEYS[3] and redis.call('XLEN', KEYS[3]) >= tonumber(ARGV[4])) then
   redis.call('DEL', KEYS[1])
   return -1
 end
@@ -248,18 +254,18 @@ return 1
         let ttl_ms = u64::try_from(dedupe_ttl.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
+        let mut invocation = script.key(dedupe_key);
+        invocation
+            .key(&key)
+            .arg(ttl_ms)
+            .arg(max_per_partition)
+            .arg(payload);
+        if let Some((stream, max)) = downstream {
+            invocation.key(stream).arg(max);
+        }
         let mut conn = self.conn.clone();
         let outcome: i64 = self
-            .timed("XADD", async {
-                script
-                    .key(dedupe_key)
-                    .key(&key)
-                    .arg(ttl_ms)
-                    .arg(max_per_partition)
-                    .arg(payload)
-                    .invoke_async(&mut conn)
-                    .await
-            })
+            .timed("XADD", invocation.invoke_async(&mut conn))
             .await?;
         Ok(match outcome {
             1 => Added::Queued,
@@ -376,6 +382,9 @@ pub struct StreamAck {
     inflight: Arc<InFlight>,
     timeout: Duration,
     acknowledged: bool,
+    /// Read as new (`>`), not from a pending list: no holder of the
+    /// partition had it before.
+    first_read: bool,
 }
 
 impl Drop for StreamAck {
@@ -427,6 +436,12 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> AckConnection for C {
 }
 
 impl StreamAck {
+    /// Whether this is the entry's first hand-out: read as new, not again
+    /// from a pending list after a crash, a lost answer or a give-up.
+    pub fn is_first_read(&self) -> bool {
+        self.first_read
+    }
+
     /// The `XACK` + `XDEL` of this entry, to go into a
     /// [`crate::store::RedisStore::commit`] with the writes that finish
     /// handling it; call [`StreamAck::settled`] once that succeeded.
@@ -813,6 +828,7 @@ async fn feed<C, F, Fut>(
         // A short read means the partition is (nearly) drained: pause so
         // the next read takes a batch rather than one entry per round trip.
         let pause = entries.len() < READ_BATCH && backlog_after.is_none();
+        let first_read = backlog_after.is_none();
         for entry in entries {
             if backlog_after.is_some() {
                 backlog_after = Some(entry.id.clone());
@@ -828,6 +844,7 @@ async fn feed<C, F, Fut>(
                 inflight: inflight.clone(),
                 timeout: queue.timeout,
                 acknowledged: false,
+                first_read,
             };
             match payload(&entry) {
                 Some(bytes) => deliver(bytes, ack).await,
@@ -976,15 +993,15 @@ mod tests {
         assert!(queue.add_bounded("telegram:tg:3", b"c", 2).await.unwrap());
     }
 
-    /// A consumer on one partition that reports each payload it is given;
-    /// `keep` decides per payload whether to acknowledge it or to give it
-    /// up (drop the ack).
+    /// A consumer on one partition that reports each payload it is given,
+    /// and whether it came as a first read; `keep` decides per payload
+    /// whether to acknowledge it or to give it up (drop the ack).
     async fn consumer(
         server: &switchboard_testkit::RedisServer,
         keep: fn(&[u8], usize) -> bool,
     ) -> (
         Arc<StreamQueue<crate::store::RedisConnection>>,
-        tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+        tokio::sync::mpsc::UnboundedReceiver<(Vec<u8>, bool)>,
         watch::Sender<bool>,
         JoinHandle<()>,
     ) {
@@ -1003,7 +1020,7 @@ mod tests {
                     *n
                 };
                 let acknowledge = keep(&bytes, n);
-                let _ = seen.send(bytes);
+                let _ = seen.send((bytes, ack.is_first_read()));
                 if acknowledge {
                     ack.done().await;
                 }
@@ -1012,10 +1029,11 @@ mod tests {
         (queue, seen_rx, stop, task)
     }
 
+    /// The next payload handed out, and whether as a first read.
     async fn next(
-        seen: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+        seen: &mut tokio::sync::mpsc::UnboundedReceiver<(Vec<u8>, bool)>,
         within: Duration,
-    ) -> Vec<u8> {
+    ) -> (Vec<u8>, bool) {
         tokio::time::timeout(within, seen.recv())
             .await
             .expect("nothing handed out in time")
@@ -1027,7 +1045,10 @@ mod tests {
         let server = switchboard_testkit::RedisServer::start();
         let (queue, mut seen, stop, task) = consumer(&server, |_, _| true).await;
         queue.add("telegram:tg:1", b"a").await.unwrap();
-        assert_eq!(next(&mut seen, Duration::from_secs(5)).await, b"a");
+        assert_eq!(
+            next(&mut seen, Duration::from_secs(5)).await,
+            (b"a".to_vec(), true)
+        );
 
         // A read that Redis carried out but whose answer never reached the
         // replica (Redis killed before replying, a timeout): "b" is now
@@ -1057,8 +1078,13 @@ mod tests {
         server.pause();
         tokio::time::sleep(Duration::from_millis(800)).await;
         server.resume();
-        // Well before the lease could have moved and been taken over.
-        assert_eq!(next(&mut seen, Duration::from_millis(2500)).await, b"b");
+        // Well before the lease could have moved and been taken over; from
+        // the pending list, so not as a first read: it may have been
+        // handled (a reply sent) before.
+        assert_eq!(
+            next(&mut seen, Duration::from_millis(2500)).await,
+            (b"b".to_vec(), false)
+        );
         let holder: Option<String> = redis::cmd("GET")
             .arg(queue.lease_key(0))
             .query(&mut conn)
@@ -1096,10 +1122,19 @@ mod tests {
         let (queue, mut seen, stop, task) =
             consumer(&server, |bytes, n| bytes != b"a" || n > 1).await;
         queue.add("telegram:tg:1", b"a").await.unwrap();
-        assert_eq!(next(&mut seen, Duration::from_secs(5)).await, b"a");
-        assert_eq!(next(&mut seen, Duration::from_secs(2)).await, b"a");
+        assert_eq!(
+            next(&mut seen, Duration::from_secs(5)).await,
+            (b"a".to_vec(), true)
+        );
+        assert_eq!(
+            next(&mut seen, Duration::from_secs(2)).await,
+            (b"a".to_vec(), false)
+        );
         queue.add("telegram:tg:1", b"b").await.unwrap();
-        assert_eq!(next(&mut seen, Duration::from_secs(2)).await, b"b");
+        assert_eq!(
+            next(&mut seen, Duration::from_secs(2)).await,
+            (b"b".to_vec(), true)
+        );
         let _ = stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
         assert!(seen.try_recv().is_err(), "nothing else was handed out");
@@ -1115,7 +1150,7 @@ mod tests {
             let queue = &queue;
             async move {
                 queue
-                    .add_bounded_once("telegram:tg:1", mark.as_bytes(), 2, mark, ttl)
+                    .add_bounded_once("telegram:tg:1", mark.as_bytes(), 2, mark, ttl, None)
                     .await
                     .unwrap()
             }
@@ -1145,6 +1180,58 @@ mod tests {
             .query(&mut connection)
             .unwrap();
         assert_eq!(add("sb:v1:seen:c").await, Added::Queued);
+    }
+
+    #[tokio::test]
+    async fn a_once_only_add_refuses_while_the_downstream_stream_is_full() {
+        let server = switchboard_testkit::RedisServer::start();
+        let queue = one_partition_inbox(&server, Duration::from_secs(2)).await;
+        let outbox = "sb:v1:outbox:{outbox-0}";
+        let ttl = Duration::from_secs(60);
+        let add = |mark: &'static str| {
+            let queue = &queue;
+            async move {
+                queue
+                    .add_bounded_once(
+                        "telegram:tg:1",
+                        mark.as_bytes(),
+                        10,
+                        mark,
+                        ttl,
+                        Some((outbox, 2)),
+                    )
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(add("sb:v1:seen:a").await, Added::Queued, "no outbox yet");
+        let mut connection = server.connection();
+        for reply in ["r1", "r2"] {
+            let _: String = redis::cmd("XADD")
+                .arg(outbox)
+                .arg("*")
+                .arg("d")
+                .arg(reply)
+                .query(&mut connection)
+                .unwrap();
+        }
+        // Two replies not yet sent: the inbox has room, the outbox not.
+        assert_eq!(add("sb:v1:seen:b").await, Added::Full);
+        assert_eq!(queue.backlog().await.unwrap(), 1, "nothing was added");
+        let marked: bool = redis::cmd("EXISTS")
+            .arg("sb:v1:seen:b")
+            .query(&mut connection)
+            .unwrap();
+        assert!(!marked, "no mark left, so the retry is let through");
+        // One reply sent (acknowledged and deleted): room again.
+        let _: i64 = redis::cmd("XTRIM")
+            .arg(outbox)
+            .arg("MAXLEN")
+            .arg(1)
+            .query(&mut connection)
+            .unwrap();
+        assert_eq!(add("sb:v1:seen:b").await, Added::Queued);
+        assert_eq!(add("sb:v1:seen:b").await, Added::Duplicate);
     }
 
     #[test]

@@ -41,6 +41,12 @@ pub struct OutboxItem {
     /// Stable id of this reply (`platform:channel:event_id#n`): a reply
     /// produced twice after a crash is sent once.
     pub reply_id: String,
+    /// Appended in one transaction with the done mark of the event that
+    /// produced it (a single Redis node), so no other outbox entry carries
+    /// this reply: on its first read it cannot have been sent before, and
+    /// the sender skips the look-up of its "sent" mark.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub once: bool,
     /// Set for entries read from the durable outbox.
     #[serde(skip)]
     pub ack: Option<StreamAck>,
@@ -69,7 +75,11 @@ pub fn now_ms() -> i64 {
 #[derive(Clone)]
 pub enum Outbox {
     Local(Lanes<OutboxItem>),
-    Durable(Arc<StreamQueue<RedisConnection>>, Store),
+    /// The stream, the store that seals entries, and the most entries one
+    /// partition should hold: webhooks wait (then get 503) while the
+    /// partition their replies would go to holds more (see
+    /// [`Outbox::durable_bound`]).
+    Durable(Arc<StreamQueue<RedisConnection>>, Store, u64),
 }
 
 impl Outbox {
@@ -81,7 +91,7 @@ impl Outbox {
                 let key = item.message.conversation.clone();
                 lanes.push(&key, item).await.map_err(|_| OutboxClosed)
             }
-            Outbox::Durable(queue, store) => {
+            Outbox::Durable(queue, store, _) => {
                 let key = item.message.conversation.to_string();
                 let bytes = serde_json::to_vec(&item).map_err(|_| OutboxClosed)?;
                 let sealed = store
@@ -110,7 +120,7 @@ impl Outbox {
     /// written in one transaction with other writes; `None` for the local
     /// outbox.
     pub fn sealed_entry(&self, item: &OutboxItem) -> Option<Result<(String, Vec<u8>), StoreError>> {
-        let Outbox::Durable(queue, store) = self else {
+        let Outbox::Durable(queue, store, _) = self else {
             return None;
         };
         let key = item.message.conversation.to_string();
@@ -120,6 +130,19 @@ impl Outbox {
                 .and_then(|bytes| store.seal(OUTBOX_PAYLOAD, &bytes))
                 .map(|sealed| (queue.stream_key_for(&key), sealed)),
         )
+    }
+}
+
+impl Outbox {
+    /// The durable outbox and its bound per partition. The outbox is
+    /// written in one transaction with the inbox entry it answers, so it
+    /// is not bounded there; the inbox checks it instead when it takes a
+    /// webhook.
+    pub fn durable_bound(&self) -> Option<(Arc<StreamQueue<RedisConnection>>, u64)> {
+        match self {
+            Outbox::Durable(queue, _, max) => Some((queue.clone(), *max)),
+            Outbox::Local(_) => None,
+        }
     }
 }
 
@@ -170,9 +193,12 @@ pub fn start(
     });
     let depth = delivery.metrics.queue("outbox");
     let handler = delivery.clone();
+    // With Redis the same bound holds the durable backlog, shared out
+    // among the partitions.
+    let capacity = config.lanes.saturating_mul(config.lane_capacity);
     let (lanes, mut tasks) = Lanes::start(
         config.lanes,
-        config.lanes.saturating_mul(config.lane_capacity),
+        capacity,
         depth,
         stop,
         move |mut item: OutboxItem| {
@@ -228,7 +254,14 @@ pub fn start(
             }
         },
     ));
-    Ok((Outbox::Durable(queue, delivery.store.clone()), tasks))
+    let max_per_partition = u64::try_from(capacity)
+        .unwrap_or(u64::MAX)
+        .div_ceil(u64::from(queue.partitions().max(1)))
+        .max(1);
+    Ok((
+        Outbox::Durable(queue, delivery.store.clone(), max_per_partition),
+        tasks,
+    ))
 }
 
 struct Delivery {
@@ -257,7 +290,10 @@ impl Delivery {
             return;
         }
         let key = sent_key(&item.reply_id);
-        if let Ok(Some(_)) = self.store.get(&key).await {
+        // Read again after a crash (or written by a path that can repeat
+        // itself): it may have gone out already.
+        let maybe_sent = !(item.once && ack.as_ref().is_some_and(StreamAck::is_first_read));
+        if maybe_sent && let Ok(Some(_)) = self.store.get(&key).await {
             debug!("reply already delivered before a restart; skipping");
             if let Some(ack) = ack {
                 ack.done().await;
@@ -332,7 +368,10 @@ impl Delivery {
                 )
                 .await;
             self.chat_limits
-                .acquire(&chat_key, chat_rate(platform, &conversation.chat))
+                .acquire(
+                    &chat_key,
+                    chat_rate(platform, &conversation.chat, &self.rates),
+                )
                 .await;
             // One span per send (exported as a trace span with `otel`).
             let span = tracing::info_span!(

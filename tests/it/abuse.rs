@@ -9,18 +9,48 @@ use switchboard_testkit::RedisServer;
 
 use crate::helpers::*;
 
+const FLOOD_LIMITS: [(&str, &str); 2] = [
+    ("SWITCHBOARD__ABUSE__SENDER_MESSAGES_PER_MINUTE", "1"),
+    ("SWITCHBOARD__ABUSE__SENDER_BURST", "2"),
+];
+
 #[tokio::test]
 async fn a_flooding_sender_gets_one_slow_down_and_the_rest_is_dropped() {
-    let app = spawn_app_with(
-        "",
-        &[
-            ("SWITCHBOARD__ABUSE__SENDER_MESSAGES_PER_MINUTE", "1"),
-            ("SWITCHBOARD__ABUSE__SENDER_BURST", "2"),
-        ],
-    )
-    .await;
+    let app = spawn_app_with("", &FLOOD_LIMITS).await;
+    flood(&[&app]).await;
+    app.stop().await;
+}
+
+/// On Redis the limit is charged in the same script run that reads the
+/// event's done mark and state, and is shared by the replicas: a flood
+/// spread over two of them gets the same answer as one.
+#[tokio::test]
+async fn a_flood_spread_over_replicas_on_redis_gets_one_slow_down_too() {
+    let server = RedisServer::start();
+    let store = format!(
+        "[store]\nurl = \"{}\"\nencryption_keys = [\"k1:q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=\"]\n",
+        server.url()
+    );
+    let first = spawn_app_with(&store, &FLOOD_LIMITS).await;
+    let second = spawn_app_with(&store, &FLOOD_LIMITS).await;
+    flood(&[&first, &second]).await;
+    first.stop().await;
+    second.stop().await;
+}
+
+/// Eight messages from one customer in a row, over `apps` in turn, then
+/// one from someone else. Replies are counted on every app's fake
+/// platform: the replica holding the conversation's partition answers.
+async fn flood(apps: &[&TestApp]) {
+    let to_chat = |chat: &str| -> Vec<String> {
+        apps.iter()
+            .flat_map(|app| app.fake.to_chat(chat))
+            .map(|sent| sent_text(&sent))
+            .collect()
+    };
     for n in 0..8 {
         let body = telegram_text(7070, &format!("/order 1000{n}"));
+        let app = apps[n % apps.len()];
         assert_eq!(
             app.post_telegram("tg", Some(TG_SECRET), &body)
                 .await
@@ -29,10 +59,11 @@ async fn a_flooding_sender_gets_one_slow_down_and_the_rest_is_dropped() {
         );
     }
     // Someone else is not affected.
-    app.post_telegram("tg", Some(TG_SECRET), &telegram_text(7071, "/order 10001"))
+    apps[0]
+        .post_telegram("tg", Some(TG_SECRET), &telegram_text(7071, "/order 10001"))
         .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while app.fake.to_chat("7071").is_empty() {
+    while to_chat("7071").is_empty() {
         assert!(
             std::time::Instant::now() < deadline,
             "another customer was slowed down too"
@@ -40,7 +71,7 @@ async fn a_flooding_sender_gets_one_slow_down_and_the_rest_is_dropped() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let texts: Vec<String> = app.fake.to_chat("7070").iter().map(sent_text).collect();
+    let texts = to_chat("7070");
     let answered = texts.iter().filter(|t| t.contains("1000")).count();
     let slow_downs = texts
         .iter()
@@ -49,7 +80,6 @@ async fn a_flooding_sender_gets_one_slow_down_and_the_rest_is_dropped() {
     assert_eq!(answered, 2, "the burst is answered: {texts:#?}");
     assert_eq!(slow_downs, 1, "exactly one slow-down: {texts:#?}");
     assert_eq!(texts.len(), 3, "nothing else: {texts:#?}");
-    app.stop().await;
 }
 
 #[tokio::test]

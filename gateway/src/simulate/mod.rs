@@ -713,9 +713,11 @@ fn free_port() -> Result<u16, SimulateError> {
 
 /// Lifts the gateway's anti-abuse limits (`[abuse]`), which a load test
 /// from a few thousand simulated customers would trip, and the per-channel
-/// send rates (`[sender]`), which hold a real bot to the platform's limit
-/// (30/s on Telegram) but would measure only that against the simulator.
-pub const LIFT_ABUSE_LIMITS: [(&str, &str); 7] = [
+/// and per-chat send rates (`[sender]`), which hold a real bot to the
+/// platform's limits (30/s on Telegram, about 1/s per chat) but would
+/// measure only those against the simulator: 20 000 chats at 1/s each cap
+/// a run near 20 000 replies/s whatever the gateway could do.
+pub const LIFT_ABUSE_LIMITS: [(&str, &str); 9] = [
     ("SWITCHBOARD__ABUSE__SENDER_MESSAGES_PER_MINUTE", "1000000"),
     ("SWITCHBOARD__ABUSE__SENDER_BURST", "1000000"),
     ("SWITCHBOARD__ABUSE__CHANNEL_MESSAGES_PER_SECOND", "1000000"),
@@ -723,6 +725,8 @@ pub const LIFT_ABUSE_LIMITS: [(&str, &str); 7] = [
     ("SWITCHBOARD__SENDER__TELEGRAM_PER_SECOND", "100000"),
     ("SWITCHBOARD__SENDER__MESSENGER_PER_SECOND", "100000"),
     ("SWITCHBOARD__SENDER__WHATSAPP_PER_SECOND", "100000"),
+    ("SWITCHBOARD__SENDER__CHAT_PER_SECOND", "100000"),
+    ("SWITCHBOARD__SENDER__GROUP_PER_MINUTE", "6000000"),
 ];
 
 /// The environment that points a demo gateway at the fake APIs.
