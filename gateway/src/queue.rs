@@ -382,9 +382,6 @@ pub struct StreamAck {
     inflight: Arc<InFlight>,
     timeout: Duration,
     acknowledged: bool,
-    /// Read as new (`>`), not from a pending list: no holder of the
-    /// partition had it before.
-    first_read: bool,
 }
 
 impl Drop for StreamAck {
@@ -436,12 +433,6 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> AckConnection for C {
 }
 
 impl StreamAck {
-    /// Whether this is the entry's first hand-out: read as new, not again
-    /// from a pending list after a crash, a lost answer or a give-up.
-    pub fn is_first_read(&self) -> bool {
-        self.first_read
-    }
-
     /// The `XACK` + `XDEL` of this entry, to go into a
     /// [`crate::store::RedisStore::commit`] with the writes that finish
     /// handling it; call [`StreamAck::settled`] once that succeeded.
@@ -828,7 +819,6 @@ async fn feed<C, F, Fut>(
         // A short read means the partition is (nearly) drained: pause so
         // the next read takes a batch rather than one entry per round trip.
         let pause = entries.len() < READ_BATCH && backlog_after.is_none();
-        let first_read = backlog_after.is_none();
         for entry in entries {
             if backlog_after.is_some() {
                 backlog_after = Some(entry.id.clone());
@@ -844,7 +834,6 @@ async fn feed<C, F, Fut>(
                 inflight: inflight.clone(),
                 timeout: queue.timeout,
                 acknowledged: false,
-                first_read,
             };
             match payload(&entry) {
                 Some(bytes) => deliver(bytes, ack).await,
@@ -993,15 +982,15 @@ mod tests {
         assert!(queue.add_bounded("telegram:tg:3", b"c", 2).await.unwrap());
     }
 
-    /// A consumer on one partition that reports each payload it is given,
-    /// and whether it came as a first read; `keep` decides per payload
-    /// whether to acknowledge it or to give it up (drop the ack).
+    /// A consumer on one partition that reports each payload it is given;
+    /// `keep` decides per payload whether to acknowledge it or to give it
+    /// up (drop the ack).
     async fn consumer(
         server: &switchboard_testkit::RedisServer,
         keep: fn(&[u8], usize) -> bool,
     ) -> (
         Arc<StreamQueue<crate::store::RedisConnection>>,
-        tokio::sync::mpsc::UnboundedReceiver<(Vec<u8>, bool)>,
+        tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
         watch::Sender<bool>,
         JoinHandle<()>,
     ) {
@@ -1020,7 +1009,7 @@ mod tests {
                     *n
                 };
                 let acknowledge = keep(&bytes, n);
-                let _ = seen.send((bytes, ack.is_first_read()));
+                let _ = seen.send(bytes);
                 if acknowledge {
                     ack.done().await;
                 }
@@ -1029,11 +1018,10 @@ mod tests {
         (queue, seen_rx, stop, task)
     }
 
-    /// The next payload handed out, and whether as a first read.
     async fn next(
-        seen: &mut tokio::sync::mpsc::UnboundedReceiver<(Vec<u8>, bool)>,
+        seen: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
         within: Duration,
-    ) -> (Vec<u8>, bool) {
+    ) -> Vec<u8> {
         tokio::time::timeout(within, seen.recv())
             .await
             .expect("nothing handed out in time")
@@ -1045,10 +1033,7 @@ mod tests {
         let server = switchboard_testkit::RedisServer::start();
         let (queue, mut seen, stop, task) = consumer(&server, |_, _| true).await;
         queue.add("telegram:tg:1", b"a").await.unwrap();
-        assert_eq!(
-            next(&mut seen, Duration::from_secs(5)).await,
-            (b"a".to_vec(), true)
-        );
+        assert_eq!(next(&mut seen, Duration::from_secs(5)).await, b"a");
 
         // A read that Redis carried out but whose answer never reached the
         // replica (Redis killed before replying, a timeout): "b" is now
@@ -1078,13 +1063,8 @@ mod tests {
         server.pause();
         tokio::time::sleep(Duration::from_millis(800)).await;
         server.resume();
-        // Well before the lease could have moved and been taken over; from
-        // the pending list, so not as a first read: it may have been
-        // handled (a reply sent) before.
-        assert_eq!(
-            next(&mut seen, Duration::from_millis(2500)).await,
-            (b"b".to_vec(), false)
-        );
+        // Well before the lease could have moved and been taken over.
+        assert_eq!(next(&mut seen, Duration::from_millis(2500)).await, b"b");
         let holder: Option<String> = redis::cmd("GET")
             .arg(queue.lease_key(0))
             .query(&mut conn)
@@ -1122,19 +1102,10 @@ mod tests {
         let (queue, mut seen, stop, task) =
             consumer(&server, |bytes, n| bytes != b"a" || n > 1).await;
         queue.add("telegram:tg:1", b"a").await.unwrap();
-        assert_eq!(
-            next(&mut seen, Duration::from_secs(5)).await,
-            (b"a".to_vec(), true)
-        );
-        assert_eq!(
-            next(&mut seen, Duration::from_secs(2)).await,
-            (b"a".to_vec(), false)
-        );
+        assert_eq!(next(&mut seen, Duration::from_secs(5)).await, b"a");
+        assert_eq!(next(&mut seen, Duration::from_secs(2)).await, b"a");
         queue.add("telegram:tg:1", b"b").await.unwrap();
-        assert_eq!(
-            next(&mut seen, Duration::from_secs(2)).await,
-            (b"b".to_vec(), true)
-        );
+        assert_eq!(next(&mut seen, Duration::from_secs(2)).await, b"b");
         let _ = stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
         assert!(seen.try_recv().is_err(), "nothing else was handed out");

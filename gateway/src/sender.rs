@@ -41,10 +41,10 @@ pub struct OutboxItem {
     /// Stable id of this reply (`platform:channel:event_id#n`): a reply
     /// produced twice after a crash is sent once.
     pub reply_id: String,
-    /// Appended in one transaction with the done mark of the event that
-    /// produced it (a single Redis node), so no other outbox entry carries
-    /// this reply: on its first read it cannot have been sent before, and
-    /// the sender skips the look-up of its "sent" mark.
+    /// Appended in one transaction with the acknowledgement of the inbox
+    /// entry that produced it (a single Redis node), so no other outbox
+    /// entry carries this reply, and the sender needs no "sent" mark for
+    /// it (see `Delivery::deliver_once`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub once: bool,
     /// Set for entries read from the durable outbox.
@@ -281,6 +281,10 @@ impl Delivery {
     /// Delivers a reply unless it was delivered before (durable outbox,
     /// after a crash), then remembers it as delivered and acknowledges its
     /// outbox entry, together (one MULTI/EXEC on a single Redis node).
+    /// A reply that exists once ([`OutboxItem::once`]) needs no "sent"
+    /// mark: the mark would go in the transaction that deletes its only
+    /// entry, so while the entry is there no mark can be, and afterwards
+    /// nothing brings the reply back.
     async fn deliver_once(&self, item: OutboxItem, ack: Option<StreamAck>) {
         if !self.durable {
             self.deliver(item).await;
@@ -289,11 +293,10 @@ impl Delivery {
             }
             return;
         }
-        let key = sent_key(&item.reply_id);
-        // Read again after a crash (or written by a path that can repeat
-        // itself): it may have gone out already.
-        let maybe_sent = !(item.once && ack.as_ref().is_some_and(StreamAck::is_first_read));
-        if maybe_sent && let Ok(Some(_)) = self.store.get(&key).await {
+        let key = (!item.once).then(|| sent_key(&item.reply_id));
+        if let Some(key) = &key
+            && let Ok(Some(_)) = self.store.get(key).await
+        {
             debug!("reply already delivered before a restart; skipping");
             if let Some(ack) = ack {
                 ack.done().await;
@@ -305,20 +308,29 @@ impl Delivery {
         // reply again, so insist for a while when Redis is briefly away.
         let mut wait = Duration::from_millis(50);
         for _ in 0..10 {
+            // Whether the acknowledgement went with the mark.
             let written = match (self.store.as_redis(), &ack) {
                 (Some(redis), Some(ack)) => {
-                    let mark = crate::store::Write::Put {
-                        key: &key,
+                    let mark = key.as_deref().map(|key| crate::store::Write::Put {
+                        key,
                         value: &[],
                         ttl: SENT_TTL,
-                    };
-                    redis.commit(&[mark, ack.write()]).await
+                    });
+                    let writes: Vec<_> = mark.into_iter().chain([ack.write()]).collect();
+                    redis.commit(&writes).await.map(|()| true)
                 }
-                _ => self.store.put(&key, Vec::new(), SENT_TTL).await,
+                _ => match &key {
+                    Some(key) => self
+                        .store
+                        .put(key, Vec::new(), SENT_TTL)
+                        .await
+                        .map(|()| false),
+                    None => Ok(false),
+                },
             };
-            if written.is_ok() {
+            if let Ok(acknowledged) = written {
                 if let Some(ack) = ack {
-                    if self.store.as_redis().is_some() {
+                    if acknowledged {
                         ack.settled();
                     } else {
                         ack.done().await;
