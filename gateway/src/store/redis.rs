@@ -33,7 +33,8 @@ use tracing::warn;
 use super::crypto::{self, Keyring};
 use super::{
     CHANNELS_KEY, CHANNELS_VERSION_FIELD, DEAD_LETTERS_KEY, DeadLetter, MAX_DEAD_LETTERS,
-    StoreError, StoreResult, conversation_keys, is_dedupe_key, link_code_key, pending_link_key,
+    StoreError, StoreResult, conversation_keys, is_dedupe_key, is_state_key, link_code_key,
+    pending_link_key,
 };
 use crate::config::StoreSettings;
 
@@ -475,11 +476,7 @@ impl RedisStore {
 
     pub async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> StoreResult<()> {
         let redis_key = self.key(key);
-        let stored = if is_dedupe_key(key) {
-            value.to_vec()
-        } else {
-            self.seal(&redis_key, value)?
-        };
+        let stored = self.stored(key, &redis_key, value)?;
         let mut connection = self.connection();
         self.call(
             "SET",
@@ -535,8 +532,24 @@ impl RedisStore {
         match stored {
             // A mark from `first_sighting`: sealed values are never empty.
             Some(stored) if stored.is_empty() || is_dedupe_key(logical) => Ok(Some(stored)),
-            Some(stored) => self.open(redis_key, &stored).map(Some),
+            Some(stored) => self
+                .open(redis_key, &stored)
+                .and_then(|plain| unpack(logical, plain))
+                .map(Some),
             None => Ok(None),
+        }
+    }
+
+    /// What `value` is stored as under `redis_key` (the key of `logical`):
+    /// dedupe marks as they are, conversation states packed, everything
+    /// sealed.
+    fn stored(&self, logical: &str, redis_key: &str, value: &[u8]) -> StoreResult<Vec<u8>> {
+        if is_dedupe_key(logical) {
+            return Ok(value.to_vec());
+        }
+        match pack(logical, value) {
+            Some(packed) => self.seal(redis_key, &packed),
+            None => self.seal(redis_key, value),
         }
     }
 
@@ -556,11 +569,7 @@ impl RedisStore {
             match write {
                 Write::Put { key, value, ttl } => {
                     let redis_key = self.key(key);
-                    let stored = if is_dedupe_key(key) {
-                        value.to_vec()
-                    } else {
-                        self.seal(&redis_key, value)?
-                    };
+                    let stored = self.stored(key, &redis_key, value)?;
                     let mut set = redis::cmd("SET");
                     set.arg(&redis_key).arg(stored).arg("PX").arg(ttl_ms(*ttl));
                     commands.push(set);
@@ -857,6 +866,52 @@ fn read_ca(path: &Path) -> StoreResult<TlsCertificates> {
     })
 }
 
+/// Conversation states are JSON that LZ4 shrinks about threefold, and most
+/// of what Redis holds and its append-only file writes; sealed bytes do
+/// not compress, so they are packed before sealing. A packed state starts
+/// with this byte, which JSON never does, so states written before packing
+/// and short ones kept plain read as they are.
+const PACKED: u8 = 0;
+/// States shorter than this are kept plain: LZ4 gains little on them.
+const PACK_FROM: usize = 256;
+/// The most a packed state may say it unpacks to: a guard against a forged
+/// length (states are capped far below, `abuse.max_state_bytes`).
+const MAX_UNPACKED: usize = 16 << 20;
+
+/// `value` packed when it is a state that packing makes smaller.
+fn pack(logical: &str, value: &[u8]) -> Option<Vec<u8>> {
+    if !is_state_key(logical) || value.len() < PACK_FROM {
+        return None;
+    }
+    let compressed = lz4_flex::compress_prepend_size(value);
+    if compressed.len() + 1 >= value.len() {
+        return None;
+    }
+    let mut packed = Vec::with_capacity(compressed.len() + 1);
+    packed.push(PACKED);
+    packed.extend_from_slice(&compressed);
+    Some(packed)
+}
+
+/// A state as it was before [`pack`]; other values as they are.
+fn unpack(logical: &str, plain: Vec<u8>) -> StoreResult<Vec<u8>> {
+    if !is_state_key(logical) || plain.first() != Some(&PACKED) {
+        return Ok(plain);
+    }
+    let body = &plain[1..];
+    let claimed = body
+        .get(..4)
+        .and_then(|len| <[u8; 4]>::try_from(len).ok())
+        .map(|len| u32::from_le_bytes(len) as usize);
+    match claimed {
+        Some(len) if len <= MAX_UNPACKED => lz4_flex::decompress_size_prepended(body)
+            .map_err(|e| StoreError::Corrupt(format!("a packed state cannot be unpacked: {e}"))),
+        _ => Err(StoreError::Corrupt(
+            "a packed state has a missing or impossible length".to_owned(),
+        )),
+    }
+}
+
 /// Redis wants a positive millisecond count.
 fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
@@ -927,6 +982,62 @@ mod tests {
     fn ttls_round_up_to_a_millisecond() {
         assert_eq!(ttl_ms(Duration::ZERO), 1);
         assert_eq!(ttl_ms(Duration::from_secs(2)), 2000);
+    }
+
+    /// A conversation state as the assistant writes it: a transcript of
+    /// similar lines.
+    pub(super) fn state_json(lines: usize) -> Vec<u8> {
+        let transcript: Vec<String> = (0..lines)
+            .map(|n| {
+                format!(r#"{{"from":"customer","text":"where is order 1002{n}","at":17000000{n}}}"#)
+            })
+            .collect();
+        format!(
+            r#"{{"v":1,"intent":null,"transcript":[{}]}}"#,
+            transcript.join(",")
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn states_are_packed_smaller_and_unpack_unchanged() {
+        let key = "sb:v1:state:{telegram:tg:1}";
+        let state = state_json(20);
+        let packed = pack(key, &state).expect("a long state is packed");
+        assert_eq!(packed[0], PACKED);
+        assert!(
+            packed.len() * 2 < state.len(),
+            "{} of {}",
+            packed.len(),
+            state.len()
+        );
+        assert_eq!(unpack(key, packed).unwrap(), state);
+        // Short states, other values and states written before packing stay
+        // as they are.
+        assert!(pack(key, br#"{"v":1}"#).is_none());
+        assert!(pack("sb:v1:otp:acct-1", &state).is_none());
+        assert_eq!(unpack(key, state.clone()).unwrap(), state);
+        let not_a_state = vec![PACKED, 1, 2, 3];
+        assert_eq!(
+            unpack("sb:v1:otp:acct-1", not_a_state.clone()).unwrap(),
+            not_a_state
+        );
+    }
+
+    #[test]
+    fn a_packed_state_with_a_forged_or_broken_length_is_corrupt_not_a_huge_allocation() {
+        let key = "sb:v1:state:{telegram:tg:1}";
+        let mut forged = vec![PACKED];
+        forged.extend_from_slice(&u32::MAX.to_le_bytes());
+        forged.extend_from_slice(b"tiny");
+        assert!(matches!(unpack(key, forged), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            unpack(key, vec![PACKED, 1]),
+            Err(StoreError::Corrupt(_))
+        ));
+        let mut broken = pack(key, &state_json(20)).unwrap();
+        broken.truncate(broken.len() / 2);
+        assert!(matches!(unpack(key, broken), Err(StoreError::Corrupt(_))));
     }
 }
 
@@ -1023,6 +1134,35 @@ mod live {
                 assert!(ttl > 0, "{key} has no TTL ({ttl})");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn states_are_stored_packed_and_sealed_and_unpacked_ones_still_read() {
+        let server = RedisServer::start();
+        let store = redis_store(server.url(), "", &[K1]).await;
+        let conv = conversation(6);
+        let key = state_key(&conv);
+        let state = tests::state_json(20);
+        let ttl = Duration::from_secs(60);
+        store.put(&key, &state, ttl).await.unwrap();
+        let mut connection = server.connection();
+        let raw: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut connection).unwrap();
+        assert!(crypto::is_sealed(&raw));
+        assert!(
+            raw.len() * 2 < state.len(),
+            "{} of {}",
+            raw.len(),
+            state.len()
+        );
+        assert_eq!(store.get(&key).await.unwrap(), Some(state.clone()));
+        // A state written before packing: sealed as it was.
+        let old = store.seal(&key, &state).unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(old)
+            .query(&mut connection)
+            .unwrap();
+        assert_eq!(store.get(&key).await.unwrap(), Some(state));
     }
 
     #[tokio::test]
