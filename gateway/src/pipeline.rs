@@ -154,12 +154,12 @@ pub enum SubmitError {
 }
 
 /// How long a webhook waits for room in a full inbox (in-process, or a
-/// partition of the Redis one) before it is answered 503. A platform told 503 redelivers seconds to minutes
-/// later (and a load generator honouring `Retry-After` idles its
-/// connection for a second), while room comes back within milliseconds
-/// as lanes drain: a short wait keeps the conversation's latency and the
-/// connection's throughput, and the answer stays far inside every
-/// platform's webhook timeout.
+/// partition of the Redis one) before it is answered 503. A platform told
+/// 503 redelivers seconds to minutes later (and a load generator honouring
+/// `Retry-After` idles its connection for a second), while room comes back
+/// within milliseconds as lanes drain: a short wait keeps the
+/// conversation's latency and the connection's throughput, and the answer
+/// stays far inside every platform's webhook timeout.
 pub const INBOX_WAIT: Duration = Duration::from_millis(100);
 /// Most webhooks waiting for room at once; past it a full inbox is
 /// answered 503 at once. Each waiter holds its event, so this bounds the
