@@ -1014,24 +1014,24 @@ impl RawSettings {
 }
 
 fn send_rates(raw: &RawSender) -> Result<SendRates, ConfigError> {
-    let check = |key: &str, value: f64| {
-        if value.is_finite() && value > 0.0 && value <= 100_000.0 {
+    // At most 100 000 sends a second, whatever the unit.
+    let within = |key: &str, value: f64, max: f64, per: &str| {
+        if value.is_finite() && value > 0.0 && value <= max {
             Ok(value)
         } else {
             Err(invalid(
                 key,
-                "must be a number of sends per second above 0 and at most 100000",
+                format!("must be a number of sends per {per} above 0 and at most {max}"),
             ))
         }
     };
-    let group_per_minute = raw.group_per_minute;
-    if !(group_per_minute.is_finite() && group_per_minute > 0.0 && group_per_minute <= 6_000_000.0)
-    {
-        return Err(invalid(
-            "sender.group_per_minute",
-            "must be a number of sends per minute above 0 and at most 6000000",
-        ));
-    }
+    let check = |key: &str, value: f64| within(key, value, 100_000.0, "second");
+    let group_per_minute = within(
+        "sender.group_per_minute",
+        raw.group_per_minute,
+        6_000_000.0,
+        "minute",
+    )?;
     Ok(SendRates {
         telegram: check("sender.telegram_per_second", raw.telegram_per_second)?,
         messenger: check("sender.messenger_per_second", raw.messenger_per_second)?,

@@ -64,9 +64,13 @@ impl<T> Clone for Lanes<T> {
 pub(crate) struct Waiting<'a>(&'a AtomicUsize);
 
 impl<'a> Waiting<'a> {
-    /// For a count already raised by the caller; lowered on drop.
-    pub(crate) fn new(count: &'a AtomicUsize) -> Self {
-        Self(count)
+    /// Counts one more waiter in `count`, unless `max` wait already.
+    pub(crate) fn enter(count: &'a AtomicUsize, max: usize) -> Option<Self> {
+        if count.fetch_add(1, Ordering::Relaxed) >= max {
+            count.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Self(count))
     }
 }
 
@@ -182,11 +186,9 @@ impl<T: Send + 'static> Lanes<T> {
         if let Some(room) = self.free_room()? {
             return self.queue(key, item, room);
         }
-        if self.waiting.fetch_add(1, Ordering::Relaxed) >= max_waiting {
-            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        let Some(_waiting) = Waiting::enter(&self.waiting, max_waiting) else {
             return Err(PushError::Full);
-        }
-        let _waiting = Waiting(&self.waiting);
+        };
         match tokio::time::timeout(wait, self.room.clone().acquire_owned()).await {
             Ok(Ok(room)) => self.queue(key, item, room),
             Ok(Err(_)) => Err(PushError::Closed),

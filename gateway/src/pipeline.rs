@@ -8,7 +8,7 @@
 //! acknowledged; a full inbox answers 503 so the platform retries.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -206,11 +206,9 @@ where
     if added != Added::Full {
         return Ok(added);
     }
-    if waiting.fetch_add(1, Ordering::Relaxed) >= INBOX_MAX_WAITING {
-        waiting.fetch_sub(1, Ordering::Relaxed);
+    let Some(_waiting) = crate::lanes::Waiting::enter(waiting, INBOX_MAX_WAITING) else {
         return Ok(Added::Full);
-    }
-    let _waiting = crate::lanes::Waiting::new(waiting);
+    };
     let deadline = Instant::now() + INBOX_WAIT;
     let mut pause = Duration::from_millis(2);
     loop {
@@ -436,10 +434,7 @@ pub fn start(
             }
         },
     ));
-    let max_per_partition = u64::try_from(capacity)
-        .unwrap_or(u64::MAX)
-        .div_ceil(u64::from(queue.partitions().max(1)))
-        .max(1);
+    let max_per_partition = queue.share_per_partition(capacity);
     (
         Inbox::Durable(DurableInbox {
             queue,
@@ -1316,7 +1311,7 @@ pub enum ProcessError {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicU32;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
 

@@ -283,6 +283,14 @@ return 1
         self.partitions
     }
 
+    /// One partition's share of a bound on the whole queue (at least one).
+    pub fn share_per_partition(&self, capacity: usize) -> u64 {
+        u64::try_from(capacity)
+            .unwrap_or(u64::MAX)
+            .div_ceil(u64::from(self.partitions.max(1)))
+            .max(1)
+    }
+
     /// Entries not yet handled, across partitions (for metrics).
     pub async fn backlog(&self) -> Result<u64, StoreError> {
         let mut total = 0u64;

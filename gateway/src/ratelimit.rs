@@ -200,60 +200,53 @@ struct Lease {
     until: Instant,
 }
 
-/// Two GCRA cells at once, both or neither: KEYS[1] with ARGV[1..2] (a
-/// sender), then KEYS[2] with ARGV[3..4] (its channel). One round trip and
-/// one script run instead of two, and a sender turned away by the channel
-/// limit keeps its token. Returns 0 when both tokens were taken.
-const GCRA_PAIR: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local function cell(key, interval, burst)
-  local tat = tonumber(redis.call('GET', key) or now)
-  if tat < now then tat = now end
-  local tolerance = interval * (burst - 1)
-  if now < tat - tolerance then
-    return nil, math.ceil(tat - tolerance - now)
+/// Two GCRA cells at once, both or neither, as a Lua function the scripts
+/// below share: `charge_pair(first, second)` charges `first` with
+/// ARGV[1..2] (a sender's interval and burst), then `second` with
+/// ARGV[3..4] (its channel's), and returns 0 when both tokens were taken,
+/// else the milliseconds to wait. A sender turned away by the channel
+/// limit keeps its token.
+const CHARGE_PAIR_FN: &str = r"
+local function charge_pair(first_key, second_key)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+  local function cell(key, interval, burst)
+    local tat = tonumber(redis.call('GET', key) or now)
+    if tat < now then tat = now end
+    local tolerance = interval * (burst - 1)
+    if now < tat - tolerance then
+      return nil, math.ceil(tat - tolerance - now)
+    end
+    return tat + interval, 0
   end
-  return tat + interval, 0
+  local first, wait = cell(first_key, tonumber(ARGV[1]), tonumber(ARGV[2]))
+  if not first then return wait end
+  local second, wait2 = cell(second_key, tonumber(ARGV[3]), tonumber(ARGV[4]))
+  if not second then return wait2 end
+  redis.call('SET', first_key, tostring(first), 'PX', math.ceil(first - now) + 1000)
+  redis.call('SET', second_key, tostring(second), 'PX', math.ceil(second - now) + 1000)
+  return 0
 end
-local first, wait = cell(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
-if not first then return wait end
-local second, wait2 = cell(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
-if not second then return wait2 end
-redis.call('SET', KEYS[1], tostring(first), 'PX', math.ceil(first - now) + 1000)
-redis.call('SET', KEYS[2], tostring(second), 'PX', math.ceil(second - now) + 1000)
-return 0
 ";
 
-/// [`GCRA_PAIR`] behind two reads, for the worker's first look at an
-/// event: KEYS[1] (its done mark) and KEYS[2] (its conversation's state)
-/// are read, and unless the mark is there the cells KEYS[3] and KEYS[4]
-/// are charged as GCRA_PAIR charges KEYS[1] and KEYS[2] (same ARGV).
-/// Returns {mark, state, wait}: the values or nil, and 0 when both tokens
-/// were taken. One round trip and one script run where the worker made
-/// two of each, and an event handled already is not charged again.
+/// The pair alone: KEYS[1] a sender's cell, KEYS[2] its channel's. One
+/// round trip and one script run instead of two.
+const GCRA_PAIR: &str = r"
+return charge_pair(KEYS[1], KEYS[2])
+";
+
+/// The pair behind two reads, for the worker's first look at an event:
+/// KEYS[1] (its done mark) and KEYS[2] (its conversation's state) are
+/// read, and unless the mark is there the cells KEYS[3] and KEYS[4] are
+/// charged. Returns {mark, state, wait}: the values or nil, and 0 when
+/// both tokens were taken. One round trip and one script run where the
+/// worker made two of each, and an event handled already is not charged
+/// again.
 const READ_THEN_CHARGE_PAIR: &str = r"
 local mark = redis.call('GET', KEYS[1])
 local state = redis.call('GET', KEYS[2])
 if mark then return {mark, state, 0} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local function cell(key, interval, burst)
-  local tat = tonumber(redis.call('GET', key) or now)
-  if tat < now then tat = now end
-  local tolerance = interval * (burst - 1)
-  if now < tat - tolerance then
-    return nil, math.ceil(tat - tolerance - now)
-  end
-  return tat + interval, 0
-end
-local first, wait = cell(KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]))
-if not first then return {false, state, wait} end
-local second, wait2 = cell(KEYS[4], tonumber(ARGV[3]), tonumber(ARGV[4]))
-if not second then return {false, state, wait2} end
-redis.call('SET', KEYS[3], tostring(first), 'PX', math.ceil(first - now) + 1000)
-redis.call('SET', KEYS[4], tostring(second), 'PX', math.ceil(second - now) + 1000)
-return {false, state, 0}
+return {false, state, charge_pair(KEYS[3], KEYS[4])}
 ";
 
 /// What [`SharedLimiter::read_then_try_acquire_pair`] found.
@@ -294,8 +287,8 @@ impl SharedLimiter {
         Self {
             store,
             script: redis::Script::new(GCRA_TAKE),
-            pair: redis::Script::new(GCRA_PAIR),
-            read_then_pair: redis::Script::new(READ_THEN_CHARGE_PAIR),
+            pair: redis::Script::new(&format!("{CHARGE_PAIR_FN}{GCRA_PAIR}")),
+            read_then_pair: redis::Script::new(&format!("{CHARGE_PAIR_FN}{READ_THEN_CHARGE_PAIR}")),
             fallback: KeyedLimiter::default(),
             leases: Mutex::new(HashMap::new()),
         }

@@ -254,10 +254,7 @@ pub fn start(
             }
         },
     ));
-    let max_per_partition = u64::try_from(capacity)
-        .unwrap_or(u64::MAX)
-        .div_ceil(u64::from(queue.partitions().max(1)))
-        .max(1);
+    let max_per_partition = queue.share_per_partition(capacity);
     Ok((
         Outbox::Durable(queue, delivery.store.clone(), max_per_partition),
         tasks,
