@@ -5,17 +5,21 @@
 //! key, one stream per partition (`sb:v1:inbox:{inbox-7}`), each with its
 //! own hash tag so partitions spread over a cluster. A partition is fed by
 //! exactly one replica at a time, the holder of its lease (`SET NX PX`,
-//! renewed every second); that replica reads it with a consumer group and
-//! hands entries, in order, to its local ordered lanes. An entry is
-//! acknowledged and deleted only after it was handled, so a replica that
-//! dies leaves its entries pending, and whoever takes the lease next claims
-//! them (`XAUTOCLAIM`) and handles them before anything newer.
+//! renewed every second); that replica reads it with plain `XREAD` from a
+//! cursor it keeps itself and hands entries, in order, to its local ordered
+//! lanes. An entry is deleted only after it was handled, so whatever is in
+//! a stream is not handled yet: a replica that dies leaves its entries in
+//! the stream, and whoever takes the lease next reads the stream from its
+//! start and handles them before anything newer.
 //!
-//! A read whose answer never arrives (Redis killed after it recorded the
-//! read, a timeout) leaves entries pending for this replica that it never
-//! saw; so does an entry whose handling was given up. The feeder then reads
-//! its own pending list again before anything new, skipping what its lanes
-//! already hold, so nothing waits for a lease change that may never come.
+//! Reads change nothing in Redis (no consumer group: no pending list, no
+//! claim written to the AOF for each read, no `XACK`). A read whose answer
+//! is lost is simply asked again from the same cursor; an entry whose
+//! handling was given up stays in the stream, and the feeder reads its
+//! partition from the start again, skipping what its lanes still hold.
+//! A replica's partitions are read together: one `XREAD` names every
+//! partition whose feeder is waiting (one per partition on a cluster,
+//! where the streams live in different slots).
 //!
 //! Architecture Invariant: one conversation's entries are handled in stream
 //! order: one partition per conversation, one lease holder per partition,
@@ -31,7 +35,7 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use redis::streams::{StreamId, StreamReadReply};
 use redis::{AsyncCommands, Value};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -41,18 +45,20 @@ use crate::store::StoreError;
 /// move to others after this.
 pub const LEASE: Duration = Duration::from_secs(5);
 const RENEW_EVERY: Duration = Duration::from_secs(1);
-pub(crate) const GROUP: &str = "switchboard";
+/// Most entries one read takes from one partition.
 const READ_BATCH: usize = 64;
 /// Polling back-off when a partition is empty. Reads do not use `BLOCK`:
 /// a blocking read would stall every other command multiplexed on the
 /// shared connection.
 const IDLE_MIN: Duration = Duration::from_millis(2);
-/// Pause after a read that found fewer than `READ_BATCH` entries: under
-/// load it turns one read per entry into one per few entries (each read is
-/// a round trip), at the cost of at most this much added latency per hop.
+/// Pause after a read round in which no partition gave `READ_BATCH`
+/// entries: under load it turns one read per entry into one per few
+/// entries and lets every busy partition's feeder join the next round
+/// (each read is a round trip and a command for Redis), at the cost of at
+/// most this much added latency per hop.
 const BATCH_PAUSE: Duration = Duration::from_millis(3);
 const IDLE_MAX: Duration = Duration::from_millis(50);
-/// Least time between two re-reads of a feeder's own pending list asked
+/// Least time between two re-reads of a partition from its start asked
 /// for by given-up entries, so an entry that fails every time is retried
 /// once a second, not in a tight loop.
 const RESCAN_EVERY: Duration = Duration::from_secs(1);
@@ -81,6 +87,9 @@ pub struct StreamQueue<C> {
     partitions: u32,
     replica: String,
     timeout: Duration,
+    /// On a cluster the partitions live in different slots, so one command
+    /// cannot read several of them.
+    cluster: bool,
 }
 
 impl<C: ConnectionLike + Clone + Send + Sync + 'static> StreamQueue<C> {
@@ -91,6 +100,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> StreamQueue<C> {
         partitions: u32,
         replica: String,
         timeout: Duration,
+        cluster: bool,
     ) -> Self {
         Self {
             conn,
@@ -99,6 +109,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> StreamQueue<C> {
             partitions: partitions.max(1),
             replica,
             timeout,
+            cluster,
         }
     }
 
@@ -131,39 +142,6 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> StreamQueue<C> {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(unavailable(format!("{what}: {error}"))),
             Err(_) => Err(unavailable(format!("{what}: timed out"))),
-        }
-    }
-
-    /// Creates the consumer group of every partition (idempotent).
-    pub async fn ensure_groups(&self) -> Result<(), StoreError> {
-        for partition in 0..self.partitions {
-            self.ensure_group(partition).await?;
-        }
-        Ok(())
-    }
-
-    /// Creates one partition's stream and group unless they exist. Also run
-    /// when Redis answers NOGROUP: a Redis that lost its data (restarted
-    /// without persistence, failed over) comes back without them.
-    async fn ensure_group(&self, partition: u32) -> Result<(), StoreError> {
-        let key = self.stream_key(partition);
-        let mut conn = self.conn.clone();
-        let created: redis::RedisResult<Value> = tokio::time::timeout(
-            self.timeout,
-            redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(&key)
-                .arg(GROUP)
-                .arg("0")
-                .arg("MKSTREAM")
-                .query_async(&mut conn),
-        )
-        .await
-        .map_err(|_| unavailable("XGROUP CREATE timed out"))?;
-        match created {
-            Ok(_) => Ok(()),
-            Err(error) if error.code() == Some("BUSYGROUP") => Ok(()),
-            Err(error) => Err(unavailable(format!("XGROUP CREATE: {error}"))),
         }
     }
 
@@ -316,10 +294,10 @@ pub enum Added {
 
 /// What the lease manager, a partition's feeder and its acks share.
 struct InFlight {
-    /// Ids handed to the lanes and not yet acknowledged or given up.
+    /// Ids handed to the lanes and not yet deleted or given up.
     ids: Mutex<HashSet<String>>,
-    /// Set when an entry was left pending (given up, not acknowledged):
-    /// the feeder reads its own pending list again.
+    /// Set when an entry was given up (left in the stream): the feeder
+    /// reads its partition from the start again.
     rescan: AtomicBool,
     /// Until when (ms on [`clock_ms`]) the lease is surely ours: the send
     /// time of the last renewal Redis confirmed, plus
@@ -362,8 +340,8 @@ impl InFlight {
         self.ids.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records `id` as handed out; false when it already is (a re-read of
-    /// the pending list found an entry the lanes still hold).
+    /// Records `id` as handed out; false when it already is (a re-read
+    /// from the start found an entry the lanes still hold).
     fn start(&self, id: &str) -> bool {
         self.ids().insert(id.to_owned())
     }
@@ -380,9 +358,10 @@ impl InFlight {
     }
 }
 
-/// Acknowledges one entry once it was handled. Dropped without a
-/// successful [`StreamAck::done`] (given up, shutting down, a panic), the
-/// entry stays pending and its feeder hands it out again.
+/// Deletes one entry once it was handled. Dropped without a successful
+/// [`StreamAck::done`] or [`StreamAck::settled`] (given up, shutting down,
+/// a panic), the entry stays in the stream and its feeder hands it out
+/// again.
 pub struct StreamAck {
     conn: Box<dyn AckConnection>,
     key: String,
@@ -424,16 +403,9 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> AckConnection for C {
     ) -> std::pin::Pin<Box<dyn Future<Output = redis::RedisResult<()>> + Send + 'a>> {
         let mut conn = self.clone();
         Box::pin(async move {
-            redis::pipe()
-                .cmd("XACK")
-                .arg(key)
-                .arg(GROUP)
-                .arg(id)
-                .ignore()
-                .cmd("XDEL")
+            redis::cmd("XDEL")
                 .arg(key)
                 .arg(id)
-                .ignore()
                 .query_async::<()>(&mut conn)
                 .await
         })
@@ -441,7 +413,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> AckConnection for C {
 }
 
 impl StreamAck {
-    /// The `XACK` + `XDEL` of this entry, to go into a
+    /// The `XDEL` of this entry, to go into a
     /// [`crate::store::RedisStore::commit`] with the writes that finish
     /// handling it; call [`StreamAck::settled`] once that succeeded.
     pub fn write(&self) -> crate::store::Write<'_> {
@@ -457,14 +429,14 @@ impl StreamAck {
     }
 
     /// Gives up on handling the entry for now (shutting down, store down):
-    /// it stays pending, and this feeder (or the partition's next holder)
-    /// hands it out again.
+    /// it stays in the stream, and this feeder (or the partition's next
+    /// holder) hands it out again.
     pub fn abandon(self) {
         drop(self);
     }
 
-    /// Marks the entry handled. Retries for a while when Redis is down:
-    /// an entry left unacknowledged is handed out again and handled
+    /// Marks the entry handled (deletes it). Retries for a while when Redis
+    /// is down: an entry left in the stream is handed out again and handled
     /// idempotently, so giving up is safe, only wasteful.
     pub async fn done(mut self) {
         let mut wait = Duration::from_millis(50);
@@ -523,17 +495,7 @@ where
         // Start the search at a replica-specific partition so replicas
         // starting together do not all race for partition 0.
         let offset = partition_of(&queue.replica, queue.partitions);
-        loop {
-            if let Err(error) = queue.ensure_groups().await {
-                warn!(queue = queue.name, error = %error, "cannot prepare the stream groups; retrying");
-            } else {
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(RENEW_EVERY) => {}
-                _ = stop.changed() => return,
-            }
-        }
+        let reads = spawn_reader(queue.clone());
         loop {
             let now_ms = crate::sender::now_ms();
             let live = heartbeat(&queue, now_ms).await.unwrap_or(1).max(1);
@@ -633,6 +595,7 @@ where
                             feeder_stop_rx,
                             inflight.clone(),
                             deliver.clone(),
+                            reads.clone(),
                         ));
                         owned.insert(
                             partition,
@@ -725,32 +688,159 @@ async fn heartbeat<C: ConnectionLike + Clone + Send + Sync + 'static>(
     Ok(count)
 }
 
-fn payload(entry: &StreamId) -> Option<Vec<u8>> {
-    match entry.map.get("d")? {
-        Value::BulkString(bytes) => Some(bytes.clone()),
-        Value::SimpleString(text) => Some(text.clone().into_bytes()),
+fn payload(entry: &mut StreamId) -> Option<Vec<u8>> {
+    match entry.map.remove("d")? {
+        Value::BulkString(bytes) => Some(bytes),
+        Value::SimpleString(text) => Some(text.into_bytes()),
         _ => None,
     }
 }
 
-/// Feeds one owned partition: first every entry left pending by earlier
-/// holders (in stream order), then new ones, until told to stop.
+/// A feeder's read: the entries of `key` after `after`.
+struct ReadRequest {
+    key: String,
+    after: String,
+    answer: oneshot::Sender<Result<Vec<StreamId>, StoreError>>,
+}
+
+/// Starts the task that reads for every feeder of `queue` on this replica:
+/// it takes all the reads waiting and asks Redis once for all of them.
+/// The task ends once every feeder and the lease manager are gone.
+fn spawn_reader<C: ConnectionLike + Clone + Send + Sync + 'static>(
+    queue: Arc<StreamQueue<C>>,
+) -> mpsc::UnboundedSender<ReadRequest> {
+    // Unbounded, yet bounded by the feeders: each waits for its answer
+    // before it asks again.
+    let (reads, mut requests) = mpsc::unbounded_channel::<ReadRequest>();
+    tokio::spawn(async move {
+        let mut waiting: Vec<ReadRequest> = Vec::new();
+        loop {
+            if waiting.is_empty() {
+                match requests.recv().await {
+                    Some(request) => waiting.push(request),
+                    None => return,
+                }
+            }
+            while let Ok(request) = requests.try_recv() {
+                waiting.push(request);
+            }
+            // A partition named twice (a feeder stopped and a new one
+            // started meanwhile) waits for the next round: one command
+            // cannot tell two answers for one stream apart.
+            let mut round: Vec<ReadRequest> = Vec::with_capacity(waiting.len());
+            let mut later: Vec<ReadRequest> = Vec::new();
+            for request in waiting.drain(..) {
+                if round.iter().any(|taken| taken.key == request.key) {
+                    later.push(request);
+                } else {
+                    round.push(request);
+                }
+            }
+            waiting = later;
+            let full = read_round(&queue, round).await;
+            if !full {
+                tokio::time::sleep(BATCH_PAUSE).await;
+            }
+        }
+    });
+    reads
+}
+
+/// Reads every stream of `round` and answers each feeder; true when some
+/// stream gave a full batch (more is waiting there).
+async fn read_round<C: ConnectionLike + Clone + Send + Sync + 'static>(
+    queue: &StreamQueue<C>,
+    round: Vec<ReadRequest>,
+) -> bool {
+    let mut full = false;
+    let mut answer = |request: ReadRequest, result: Result<Vec<StreamId>, StoreError>| {
+        if let Ok(entries) = &result {
+            full |= entries.len() >= READ_BATCH;
+        }
+        // A feeder that stopped meanwhile is gone; a read changes
+        // nothing in Redis, so dropping its answer loses nothing.
+        let _ = request.answer.send(result);
+    };
+    if queue.cluster {
+        let reads = round
+            .iter()
+            .map(|request| read(queue, std::slice::from_ref(request)));
+        let results = futures_util::future::join_all(reads).await;
+        for (request, result) in round.into_iter().zip(results) {
+            answer(
+                request,
+                result.map(|mut streams| streams.pop().unwrap_or_default()),
+            );
+        }
+    } else {
+        match read(queue, &round).await {
+            Ok(streams) => {
+                for (request, entries) in round.into_iter().zip(streams) {
+                    answer(request, Ok(entries));
+                }
+            }
+            Err(error) => {
+                for request in round {
+                    answer(request, Err(error.clone()));
+                }
+            }
+        }
+    }
+    full
+}
+
+/// One `XREAD` of up to `READ_BATCH` entries from each stream named in
+/// `requests`; the entries come back in the order of `requests`.
+async fn read<C: ConnectionLike + Clone + Send + Sync + 'static>(
+    queue: &StreamQueue<C>,
+    requests: &[ReadRequest],
+) -> Result<Vec<Vec<StreamId>>, StoreError> {
+    let mut command = redis::cmd("XREAD");
+    command.arg("COUNT").arg(READ_BATCH).arg("STREAMS");
+    for request in requests {
+        command.arg(&request.key);
+    }
+    for request in requests {
+        command.arg(&request.after);
+    }
+    let mut conn = queue.conn.clone();
+    let reply: Option<StreamReadReply> =
+        queue.timed("XREAD", command.query_async(&mut conn)).await?;
+    // Streams with nothing new are left out of the answer.
+    let mut by_key: HashMap<String, Vec<StreamId>> = reply
+        .map(|reply| {
+            reply
+                .keys
+                .into_iter()
+                .map(|stream| (stream.key, stream.ids))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(requests
+        .iter()
+        .map(|request| by_key.remove(&request.key).unwrap_or_default())
+        .collect())
+}
+
+/// Feeds one owned partition, from the start of its stream (what earlier
+/// holders left is handled first, in stream order), until told to stop.
 async fn feed<C, F, Fut>(
     queue: Arc<StreamQueue<C>>,
     partition: u32,
     mut stop: watch::Receiver<bool>,
     inflight: Arc<InFlight>,
     deliver: Arc<F>,
+    reads: mpsc::UnboundedSender<ReadRequest>,
 ) where
     C: ConnectionLike + Clone + Send + Sync + 'static,
     F: Fn(Vec<u8>, StreamAck) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let key = queue.stream_key(partition);
-    // Where we are: `Some(id)` while working through the pending backlog
-    // (entries after `id`), `None` once only new entries are left.
-    let mut backlog_after: Option<String> = None;
-    let mut taken_over = false;
+    // The last id handed out. Everything in the stream is unhandled
+    // (handled entries are deleted), so "0-0" reads what the previous
+    // holder left and, after a give-up, what this one left.
+    let mut after = "0-0".to_owned();
     let mut idle = IDLE_MIN;
     let mut last_rescan = tokio::time::Instant::now();
     loop {
@@ -766,47 +856,32 @@ async fn feed<C, F, Fut>(
             }
             continue;
         }
-        let entries = if !taken_over {
-            match take_over(&queue, &key).await {
-                Ok(()) => {
-                    taken_over = true;
-                    backlog_after = Some("0-0".to_owned());
-                    continue;
-                }
-                Err(error) => Err(error),
-            }
-        } else {
-            match &backlog_after {
-                Some(after) => match read(&queue, &key, after).await {
-                    Ok(entries) if entries.is_empty() => {
-                        backlog_after = None;
-                        continue;
-                    }
-                    other => other,
-                },
-                None if last_rescan.elapsed() >= RESCAN_EVERY
-                    && inflight.rescan.swap(false, Ordering::SeqCst) =>
-                {
-                    last_rescan = tokio::time::Instant::now();
-                    backlog_after = Some("0-0".to_owned());
-                    continue;
-                }
-                None => read(&queue, &key, ">").await,
-            }
+        if last_rescan.elapsed() >= RESCAN_EVERY && inflight.rescan.swap(false, Ordering::SeqCst) {
+            last_rescan = tokio::time::Instant::now();
+            after = "0-0".to_owned();
+        }
+        let (answer, answered) = oneshot::channel();
+        let request = ReadRequest {
+            key: key.clone(),
+            after: after.clone(),
+            answer,
+        };
+        if reads.send(request).is_err() {
+            return;
+        }
+        let entries = tokio::select! {
+            answered = answered => match answered {
+                Ok(entries) => entries,
+                // The reader is gone: the replica is stopping.
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
         };
         let entries = match entries {
             Ok(entries) => entries,
             Err(error) => {
-                if error.to_string().contains("NOGROUP") {
-                    // Redis lost the stream; recreate it and start over.
-                    let _ = queue.ensure_group(partition).await;
-                    taken_over = false;
-                } else if taken_over {
-                    // The read may have happened with its answer lost:
-                    // those entries are now pending for us, unseen. Look
-                    // at our pending list again before anything new.
-                    backlog_after = Some("0-0".to_owned());
-                }
+                // Nothing changed in Redis; the next read starts from the
+                // same place.
                 warn!(queue = queue.name, partition, error = %error, "cannot read the stream; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -824,26 +899,22 @@ async fn feed<C, F, Fut>(
             continue;
         }
         idle = IDLE_MIN;
-        // A short read means the partition is (nearly) drained: pause so
-        // the next read takes a batch rather than one entry per round trip.
-        let pause = entries.len() < READ_BATCH && backlog_after.is_none();
-        for entry in entries {
-            if backlog_after.is_some() {
-                backlog_after = Some(entry.id.clone());
-            }
+        for mut entry in entries {
+            after.clone_from(&entry.id);
             if !inflight.start(&entry.id) {
                 // Still in the lanes from an earlier read.
                 continue;
             }
+            let bytes = payload(&mut entry);
             let ack = StreamAck {
                 conn: Box::new(queue.conn.clone()),
                 key: key.clone(),
-                id: entry.id.clone(),
+                id: entry.id,
                 inflight: inflight.clone(),
                 timeout: queue.timeout,
                 acknowledged: false,
             };
-            match payload(&entry) {
+            match bytes {
                 Some(bytes) => deliver(bytes, ack).await,
                 None => {
                     warn!(
@@ -854,78 +925,7 @@ async fn feed<C, F, Fut>(
                 }
             }
         }
-        if pause {
-            tokio::select! {
-                _ = tokio::time::sleep(BATCH_PAUSE) => {}
-                _ = stop.changed() => return,
-            }
-        }
     }
-}
-
-/// Moves every entry still pending in the group (left by a replica that
-/// died or gave the partition up) to this replica, so reading our own
-/// pending list hands them back in stream order.
-async fn take_over<C: ConnectionLike + Clone + Send + Sync + 'static>(
-    queue: &StreamQueue<C>,
-    key: &str,
-) -> Result<(), StoreError> {
-    let mut cursor = "0-0".to_owned();
-    loop {
-        let mut conn = queue.conn.clone();
-        let reply: Value = queue
-            .timed(
-                "XAUTOCLAIM",
-                redis::cmd("XAUTOCLAIM")
-                    .arg(key)
-                    .arg(GROUP)
-                    .arg(&queue.replica)
-                    .arg(0)
-                    .arg(&cursor)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .arg("JUSTID")
-                    .query_async(&mut conn),
-            )
-            .await?;
-        // Reply: [next-cursor, [ids...], [deleted ids]].
-        let next = match reply {
-            Value::Array(parts) => parts
-                .first()
-                .and_then(|v| redis::from_redis_value::<String>(v).ok()),
-            _ => None,
-        };
-        match next {
-            Some(next) if next != "0-0" => cursor = next,
-            _ => return Ok(()),
-        }
-    }
-}
-
-async fn read<C: ConnectionLike + Clone + Send + Sync + 'static>(
-    queue: &StreamQueue<C>,
-    key: &str,
-    from: &str,
-) -> Result<Vec<StreamId>, StoreError> {
-    let mut conn = queue.conn.clone();
-    let reply: Option<StreamReadReply> = queue
-        .timed(
-            "XREADGROUP",
-            redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(GROUP)
-                .arg(&queue.replica)
-                .arg("COUNT")
-                .arg(READ_BATCH)
-                .arg("STREAMS")
-                .arg(key)
-                .arg(from)
-                .query_async(&mut conn),
-        )
-        .await?;
-    Ok(reply
-        .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
-        .unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -954,16 +954,15 @@ mod tests {
         timeout: Duration,
     ) -> StreamQueue<crate::store::RedisConnection> {
         let store = crate::store::test_support::redis_store(server.url(), "", &[]).await;
-        let queue = StreamQueue::new(
+        StreamQueue::new(
             store.connection(),
             store.key(""),
             "inbox",
             1,
             "r1".to_owned(),
             timeout,
-        );
-        queue.ensure_groups().await.unwrap();
-        queue
+            false,
+        )
     }
 
     #[tokio::test]
@@ -980,7 +979,7 @@ mod tests {
         // Handled entries are deleted; then there is room again.
         let mut connection = server.connection();
         let stream = queue.stream_key(0);
-        // As if the oldest had been handled (XACK + XDEL).
+        // As if the oldest had been handled (XDEL).
         let _: i64 = redis::cmd("XTRIM")
             .arg(&stream)
             .arg("MAXLEN")
@@ -998,12 +997,12 @@ mod tests {
         keep: fn(&[u8], usize) -> bool,
     ) -> (
         Arc<StreamQueue<crate::store::RedisConnection>>,
-        tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+        mpsc::UnboundedReceiver<Vec<u8>>,
         watch::Sender<bool>,
         JoinHandle<()>,
     ) {
         let queue = Arc::new(one_partition_inbox(server, Duration::from_millis(300)).await);
-        let (seen, seen_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (seen, seen_rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
         let times = Arc::new(Mutex::new(HashMap::<Vec<u8>, usize>::new()));
         let task = spawn_consumers(queue.clone(), stop_rx, move |bytes: Vec<u8>, ack| {
@@ -1026,10 +1025,7 @@ mod tests {
         (queue, seen_rx, stop, task)
     }
 
-    async fn next(
-        seen: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
-        within: Duration,
-    ) -> Vec<u8> {
+    async fn next(seen: &mut mpsc::UnboundedReceiver<Vec<u8>>, within: Duration) -> Vec<u8> {
         tokio::time::timeout(within, seen.recv())
             .await
             .expect("nothing handed out in time")
@@ -1037,69 +1033,196 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_entry_read_with_its_answer_lost_is_handed_out_without_a_lease_change() {
+    async fn reads_that_fail_are_asked_again_without_a_lease_change_and_leave_nothing_behind() {
         let server = switchboard_testkit::RedisServer::start();
         let (queue, mut seen, stop, task) = consumer(&server, |_, _| true).await;
         queue.add("telegram:tg:1", b"a").await.unwrap();
         assert_eq!(next(&mut seen, Duration::from_secs(5)).await, b"a");
 
-        // A read that Redis carried out but whose answer never reached the
-        // replica (Redis killed before replying, a timeout): "b" is now
-        // pending for r1, and r1 never saw it.
-        let mut conn = server.connection();
-        let stream = queue.stream_key(0);
-        let _: Value = redis::pipe()
-            .atomic()
-            .cmd("XADD")
-            .arg(&stream)
-            .arg("*")
-            .arg("d")
-            .arg("b")
-            .cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(GROUP)
-            .arg("r1")
-            .arg("COUNT")
-            .arg(10)
-            .arg("STREAMS")
-            .arg(&stream)
-            .arg(">")
-            .query(&mut conn)
-            .unwrap();
         // Redis freezes past the store timeout: the replica's reads fail,
         // but not for long enough to lose the lease (5 s).
         server.pause();
         tokio::time::sleep(Duration::from_millis(800)).await;
         server.resume();
+        queue.add("telegram:tg:1", b"b").await.unwrap();
         // Well before the lease could have moved and been taken over.
         assert_eq!(next(&mut seen, Duration::from_millis(2500)).await, b"b");
+        let mut conn = server.connection();
         let holder: Option<String> = redis::cmd("GET")
             .arg(queue.lease_key(0))
             .query(&mut conn)
             .unwrap();
         assert_eq!(holder.as_deref(), Some("r1"), "the lease stayed put");
-        let pending: Value = redis::cmd("XPENDING")
-            .arg(&stream)
-            .arg(GROUP)
-            .query(&mut conn)
-            .unwrap();
+        // Handled entries are deleted, and reading wrote nothing: no
+        // consumer group, no pending list.
+        let stream = queue.stream_key(0);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-        let mut pending = pending;
-        while !matches!(&pending, Value::Array(parts) if parts.first() == Some(&Value::Int(0))) {
+        while queue.backlog().await.unwrap() > 0 {
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "still pending: {pending:?}"
+                "still in the stream"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
-            pending = redis::cmd("XPENDING")
-                .arg(&stream)
-                .arg(GROUP)
-                .query(&mut conn)
-                .unwrap();
+        }
+        let groups: Vec<Value> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&stream)
+            .query(&mut conn)
+            .unwrap();
+        assert!(groups.is_empty(), "{groups:?}");
+        let _ = stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        assert!(seen.try_recv().is_err(), "nothing was handed out twice");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn what_an_earlier_holder_left_is_handed_out_first_and_in_order() {
+        let server = switchboard_testkit::RedisServer::start();
+        let queue = one_partition_inbox(&server, Duration::from_secs(2)).await;
+        // Left by a replica that died while handling: still in the stream.
+        for payload in [&b"a"[..], b"b", b"c"] {
+            queue.add("telegram:tg:1", payload).await.unwrap();
+        }
+        drop(queue);
+        let (queue, mut seen, stop, task) = consumer(&server, |_, _| true).await;
+        queue.add("telegram:tg:1", b"d").await.unwrap();
+        for expected in [&b"a"[..], b"b", b"c", b"d"] {
+            assert_eq!(next(&mut seen, Duration::from_secs(5)).await, expected);
         }
         let _ = stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
         assert!(seen.try_recv().is_err(), "nothing was handed out twice");
+        assert_eq!(
+            queue.backlog().await.unwrap(),
+            0,
+            "all deleted once handled"
+        );
+    }
+
+    /// A replica's feeders share reads, and each still gets its own
+    /// partition's entries, in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn partitions_read_together_each_get_their_own_entries_in_order() {
+        let server = switchboard_testkit::RedisServer::start();
+        let store = crate::store::test_support::redis_store(server.url(), "", &[]).await;
+        let queue = Arc::new(StreamQueue::new(
+            store.connection(),
+            store.key(""),
+            "inbox",
+            8,
+            "r1".to_owned(),
+            Duration::from_secs(2),
+            false,
+        ));
+        let chats: Vec<String> = (0..40).map(|n| format!("telegram:tg:{n}")).collect();
+        for round in 0..50 {
+            for chat in &chats {
+                queue
+                    .add(chat, format!("{chat}/{round}").as_bytes())
+                    .await
+                    .unwrap();
+            }
+        }
+        let (seen, mut seen_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (stop, stop_rx) = watch::channel(false);
+        let task = spawn_consumers(queue.clone(), stop_rx, move |bytes: Vec<u8>, ack| {
+            let seen = seen.clone();
+            async move {
+                let _ = seen.send(bytes);
+                ack.done().await;
+            }
+        });
+        let mut last: HashMap<String, i64> = HashMap::new();
+        for _ in 0..chats.len() * 50 {
+            let bytes = next(&mut seen_rx, Duration::from_secs(10)).await;
+            let text = String::from_utf8(bytes).unwrap();
+            let (chat, round) = text.rsplit_once('/').unwrap();
+            let round: i64 = round.parse().unwrap();
+            let previous = last.insert(chat.to_owned(), round).unwrap_or(-1);
+            assert_eq!(round, previous + 1, "{chat} out of order");
+        }
+        assert!(last.values().all(|round| *round == 49));
+        let _ = stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+    }
+
+    /// Reads waiting together go to Redis as one `XREAD`; each answer
+    /// holds its own stream's entries after its own cursor, and streams
+    /// with nothing new (or no stream at all) get an empty answer.
+    #[tokio::test]
+    async fn one_read_round_answers_every_waiting_partition() {
+        let server = switchboard_testkit::RedisServer::start();
+        let store = crate::store::test_support::redis_store(server.url(), "", &[]).await;
+        let queue = Arc::new(StreamQueue::new(
+            store.connection(),
+            store.key(""),
+            "inbox",
+            8,
+            "r1".to_owned(),
+            Duration::from_secs(2),
+            false,
+        ));
+        let mut conn = server.connection();
+        let mut first_ids = Vec::new();
+        for partition in 0..6 {
+            let key = queue.stream_key(partition);
+            let mut ids = Vec::new();
+            for n in 0..3 {
+                let id: String = redis::cmd("XADD")
+                    .arg(&key)
+                    .arg("*")
+                    .arg("d")
+                    .arg(format!("{partition}/{n}"))
+                    .query(&mut conn)
+                    .unwrap();
+                ids.push(id);
+            }
+            first_ids.push(ids[0].clone());
+        }
+        let reads = spawn_reader(queue.clone());
+        // Partitions 0-5 hold three entries each; 0-2 ask after their
+        // first, 3-5 from the start; 6 and 7 have no stream.
+        let mut answers = Vec::new();
+        for partition in 0..8u32 {
+            let after = match partition {
+                0..=2 => first_ids[partition as usize].clone(),
+                _ => "0-0".to_owned(),
+            };
+            let (answer, answered) = oneshot::channel();
+            reads
+                .send(ReadRequest {
+                    key: queue.stream_key(partition),
+                    after,
+                    answer,
+                })
+                .unwrap();
+            answers.push(answered);
+        }
+        for (partition, answered) in answers.into_iter().enumerate() {
+            let payloads: Vec<String> = answered
+                .await
+                .unwrap()
+                .unwrap()
+                .iter_mut()
+                .map(|entry| String::from_utf8(payload(entry).unwrap()).unwrap())
+                .collect();
+            let expected: Vec<String> = match partition {
+                0..=2 => (1..3).map(|n| format!("{partition}/{n}")).collect(),
+                3..=5 => (0..3).map(|n| format!("{partition}/{n}")).collect(),
+                _ => Vec::new(),
+            };
+            assert_eq!(payloads, expected, "partition {partition}");
+        }
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut conn)
+            .unwrap();
+        let reads_made = stats
+            .lines()
+            .find_map(|line| line.strip_prefix("cmdstat_xread:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse::<u64>().ok());
+        assert_eq!(reads_made, Some(1), "{stats}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,6 +93,7 @@ impl Application {
                     settings.pipeline.partitions,
                     replica.clone(),
                     redis.timeout(),
+                    redis.is_cluster(),
                 ))
             })
         };

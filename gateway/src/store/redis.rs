@@ -138,7 +138,7 @@ pub fn redact_url(url: &str) -> String {
 
 /// A connection to the configured Redis, single node or cluster. Cheap to
 /// clone; clones share one multiplexed connection, so a blocking command
-/// (`XREADGROUP ... BLOCK`) on it stalls every other caller: use
+/// (`XREAD ... BLOCK`) on it stalls every other caller: use
 /// [`RedisStore::dedicated_connection`] for those.
 #[derive(Clone)]
 pub enum RedisConnection {
@@ -227,7 +227,8 @@ pub enum Write<'a> {
     },
     /// `XADD` an already sealed entry to a stream (full Redis key).
     Append { stream: &'a str, payload: &'a [u8] },
-    /// `XACK` and `XDEL` one handled stream entry (full Redis key).
+    /// `XDEL` one handled stream entry (full Redis key): a stream holds
+    /// only what is not handled yet.
     Ack { stream: &'a str, id: &'a str },
 }
 
@@ -554,12 +555,13 @@ impl RedisStore {
     }
 
     /// Carries out `writes` in order. On a single node they are one
-    /// MULTI/EXEC: all or nothing, one round trip, so a handled event's
-    /// state, its replies, its done mark and its acknowledgement cannot
-    /// part (and a write refused for lack of memory aborts them all). On a
-    /// cluster they span slots, so they run one by one in the given order,
-    /// which keeps the guarantees a crash between them needs: whatever is
-    /// done before the acknowledgement is redone idempotently.
+    /// MULTI/EXEC (a single write goes alone): all or nothing, one round
+    /// trip, so a handled event's state, its replies, its done mark and its
+    /// acknowledgement cannot part (and a write refused for lack of memory
+    /// aborts them all). On a cluster they span slots, so they run one by
+    /// one in the given order, which keeps the guarantees a crash between
+    /// them needs: whatever is done before the acknowledgement is redone
+    /// idempotently.
     pub async fn commit(&self, writes: &[Write<'_>]) -> StoreResult<()> {
         if writes.is_empty() {
             return Ok(());
@@ -580,17 +582,16 @@ impl RedisStore {
                     commands.push(add);
                 }
                 Write::Ack { stream, id } => {
-                    let mut ack = redis::cmd("XACK");
-                    ack.arg(*stream).arg(crate::queue::GROUP).arg(*id);
                     let mut delete = redis::cmd("XDEL");
                     delete.arg(*stream).arg(*id);
-                    commands.push(ack);
                     commands.push(delete);
                 }
             }
         }
         let mut connection = self.connection();
-        if self.is_cluster() {
+        // One command is atomic by itself: MULTI/EXEC around it would only
+        // cost Redis two more commands (and the AOF two more records).
+        if self.is_cluster() || commands.len() == 1 {
             for command in &commands {
                 self.call("write", command.query_async::<()>(&mut connection))
                     .await?;
