@@ -338,7 +338,7 @@ impl Inbox {
 
 /// Associated data for sealed inbox entries: an entry cannot be replayed
 /// as anything else.
-const INBOX_PAYLOAD: &str = "sb:v1:inbox-entry";
+const INBOX_PAYLOAD: &str = crate::store::INBOX_ENTRY;
 
 pub struct Worker {
     pub abuse: AbuseSettings,

@@ -214,15 +214,16 @@ return 1
         dedupe_ttl: Duration,
         downstream: Option<(&str, u64)>,
     ) -> Result<Added, StoreError> {
-        // Refused for a full partition, the mark goes again so the
-        // platform's retry is let through.
+        // Room is checked first: a webhook refused (or polling for room
+        // while the queue is full) writes nothing, so its retries cost
+        // Redis no write and the append-only file nothing.
         const ONCE_BOUNDED_XADD: &str = r"
-if not redis.call('SET', KEYS[1], '', 'NX', 'PX', ARGV[1]) then return 0 end
 if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[2])
   or (KEYS[3] and redis.call('XLEN', KEYS[3]) >= tonumber(ARGV[4])) then
-  redis.call('DEL', KEYS[1])
+  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
   return -1
 end
+if not redis.call('SET', KEYS[1], '', 'NX', 'PX', ARGV[1]) then return 0 end
 redis.call('XADD', KEYS[2], '*', 'd', ARGV[3])
 return 1
 ";
@@ -363,11 +364,11 @@ impl InFlight {
 /// a panic), the entry stays in the stream and its feeder hands it out
 /// again.
 pub struct StreamAck {
-    conn: Box<dyn AckConnection>,
     key: String,
     id: String,
     inflight: Arc<InFlight>,
-    timeout: Duration,
+    /// The queue's deleter (see [`spawn_deleter`]).
+    deletes: mpsc::UnboundedSender<StreamAck>,
     acknowledged: bool,
 }
 
@@ -383,32 +384,6 @@ impl std::fmt::Debug for StreamAck {
             .field("key", &self.key)
             .field("id", &self.id)
             .finish()
-    }
-}
-
-/// Object-safe view of a connection, so acks need no type parameter.
-trait AckConnection: Send + Sync {
-    fn ack<'a>(
-        &'a self,
-        key: &'a str,
-        id: &'a str,
-    ) -> std::pin::Pin<Box<dyn Future<Output = redis::RedisResult<()>> + Send + 'a>>;
-}
-
-impl<C: ConnectionLike + Clone + Send + Sync + 'static> AckConnection for C {
-    fn ack<'a>(
-        &'a self,
-        key: &'a str,
-        id: &'a str,
-    ) -> std::pin::Pin<Box<dyn Future<Output = redis::RedisResult<()>> + Send + 'a>> {
-        let mut conn = self.clone();
-        Box::pin(async move {
-            redis::cmd("XDEL")
-                .arg(key)
-                .arg(id)
-                .query_async::<()>(&mut conn)
-                .await
-        })
     }
 }
 
@@ -435,23 +410,101 @@ impl StreamAck {
         drop(self);
     }
 
-    /// Marks the entry handled (deletes it). Retries for a while when Redis
-    /// is down: an entry left in the stream is handed out again and handled
-    /// idempotently, so giving up is safe, only wasteful.
-    pub async fn done(mut self) {
-        let mut wait = Duration::from_millis(50);
-        for _ in 0..8 {
-            match tokio::time::timeout(self.timeout, self.conn.ack(&self.key, &self.id)).await {
-                Ok(Ok(())) => {
-                    self.acknowledged = true;
-                    return;
-                }
-                Ok(Err(error)) => debug!(error = %error, "ack failed; retrying"),
-                Err(_) => debug!("ack timed out; retrying"),
+    /// Marks the entry handled: hands it to the queue's deleter, which
+    /// deletes it with others handled about the same time (one round trip
+    /// for all of them) and retries for a while when Redis is down. The
+    /// caller goes on at once; until the deletion is confirmed the entry
+    /// counts as in flight (a partition is released only after). An entry
+    /// left in the stream is handed out again and handled idempotently,
+    /// so a deletion given up is safe, only wasteful.
+    pub async fn done(self) {
+        let deletes = self.deletes.clone();
+        // Refused only when the deleter is gone (the runtime is stopping):
+        // the entry then stays, as after a crash.
+        let _ = deletes.send(self);
+    }
+}
+
+/// How long the deleter waits after the first handled entry for others to
+/// join its round trip. Nobody waits for it (see [`StreamAck::done`]): it
+/// only delays when handled entries leave Redis.
+const DELETE_LINGER: Duration = Duration::from_millis(2);
+
+/// Starts the task that deletes handled entries of `queue` for this
+/// replica, in batches. It ends once every ack and the lease manager are
+/// gone.
+fn spawn_deleter<C: ConnectionLike + Clone + Send + Sync + 'static>(
+    queue: Arc<StreamQueue<C>>,
+) -> mpsc::UnboundedSender<StreamAck> {
+    // Bounded by the entries in flight, which the lanes bound.
+    let (deletes, mut handled) = mpsc::unbounded_channel::<StreamAck>();
+    tokio::spawn(async move {
+        while let Some(first) = handled.recv().await {
+            let mut batch = vec![first];
+            tokio::time::sleep(DELETE_LINGER).await;
+            while let Ok(more) = handled.try_recv() {
+                batch.push(more);
             }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(2));
+            delete(&queue, batch).await;
         }
+    });
+    deletes
+}
+
+/// Deletes `batch` (one `XDEL` per stream, all in one pipeline on a
+/// single node), retrying for a while when Redis is down.
+async fn delete<C: ConnectionLike + Clone + Send + Sync + 'static>(
+    queue: &StreamQueue<C>,
+    mut batch: Vec<StreamAck>,
+) {
+    batch.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut commands: Vec<redis::Cmd> = Vec::new();
+    for group in batch.chunk_by(|a, b| a.key == b.key) {
+        let mut command = redis::cmd("XDEL");
+        command.arg(&group[0].key);
+        for ack in group {
+            command.arg(&ack.id);
+        }
+        commands.push(command);
+    }
+    let mut wait = Duration::from_millis(50);
+    for _ in 0..8 {
+        let deleted = if queue.cluster {
+            // The streams live in different slots.
+            let each = commands.iter().map(|command| {
+                let mut conn = queue.conn.clone();
+                async move {
+                    queue
+                        .timed("XDEL", command.query_async::<()>(&mut conn))
+                        .await
+                }
+            });
+            futures_util::future::join_all(each)
+                .await
+                .into_iter()
+                .collect::<Result<Vec<()>, _>>()
+                .map(|_| ())
+        } else {
+            let mut pipeline = redis::pipe();
+            for command in &commands {
+                pipeline.add_command(command.clone()).ignore();
+            }
+            let mut conn = queue.conn.clone();
+            queue
+                .timed("XDEL", pipeline.query_async::<()>(&mut conn))
+                .await
+        };
+        match deleted {
+            Ok(()) => {
+                for ack in batch {
+                    ack.settled();
+                }
+                return;
+            }
+            Err(error) => debug!(error = %error, "deleting handled entries failed; retrying"),
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(2));
     }
 }
 
@@ -496,6 +549,7 @@ where
         // starting together do not all race for partition 0.
         let offset = partition_of(&queue.replica, queue.partitions);
         let reads = spawn_reader(queue.clone());
+        let deletes = spawn_deleter(queue.clone());
         loop {
             let now_ms = crate::sender::now_ms();
             let live = heartbeat(&queue, now_ms).await.unwrap_or(1).max(1);
@@ -596,6 +650,7 @@ where
                             inflight.clone(),
                             deliver.clone(),
                             reads.clone(),
+                            deletes.clone(),
                         ));
                         owned.insert(
                             partition,
@@ -831,6 +886,7 @@ async fn feed<C, F, Fut>(
     inflight: Arc<InFlight>,
     deliver: Arc<F>,
     reads: mpsc::UnboundedSender<ReadRequest>,
+    deletes: mpsc::UnboundedSender<StreamAck>,
 ) where
     C: ConnectionLike + Clone + Send + Sync + 'static,
     F: Fn(Vec<u8>, StreamAck) -> Fut + Send + Sync + 'static,
@@ -907,11 +963,10 @@ async fn feed<C, F, Fut>(
             }
             let bytes = payload(&mut entry);
             let ack = StreamAck {
-                conn: Box::new(queue.conn.clone()),
                 key: key.clone(),
                 id: entry.id,
                 inflight: inflight.clone(),
-                timeout: queue.timeout,
+                deletes: deletes.clone(),
                 acknowledged: false,
             };
             match bytes {
@@ -1225,6 +1280,79 @@ mod tests {
         assert_eq!(reads_made, Some(1), "{stats}");
     }
 
+    /// Entries handled about the same time are deleted together: one
+    /// `XDEL` per stream, in one round trip, and each counts as in flight
+    /// until then.
+    #[tokio::test]
+    async fn handled_entries_are_deleted_in_batches() {
+        let server = switchboard_testkit::RedisServer::start();
+        let store = crate::store::test_support::redis_store(server.url(), "", &[]).await;
+        let queue = Arc::new(StreamQueue::new(
+            store.connection(),
+            store.key(""),
+            "outbox",
+            2,
+            "r1".to_owned(),
+            Duration::from_secs(2),
+            false,
+        ));
+        let mut conn = server.connection();
+        // One per partition, as the feeders have: ids repeat across streams.
+        let inflights: Vec<Arc<InFlight>> = (0..2)
+            .map(|_| Arc::new(InFlight::new(clock_ms())))
+            .collect();
+        let deletes = spawn_deleter(queue.clone());
+        let mut acks = Vec::new();
+        for (partition, inflight) in inflights.iter().enumerate() {
+            let key = queue.stream_key(partition as u32);
+            for n in 0..5 {
+                let id: String = redis::cmd("XADD")
+                    .arg(&key)
+                    .arg("*")
+                    .arg("d")
+                    .arg(n)
+                    .query(&mut conn)
+                    .unwrap();
+                assert!(inflight.start(&id));
+                acks.push(StreamAck {
+                    key: key.clone(),
+                    id,
+                    inflight: inflight.clone(),
+                    deletes: deletes.clone(),
+                    acknowledged: false,
+                });
+            }
+        }
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query(&mut conn)
+            .unwrap();
+        for ack in acks {
+            ack.done().await;
+        }
+        assert!(
+            inflights.iter().all(|inflight| !inflight.is_empty()),
+            "in flight until deleted"
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !inflights.iter().all(|inflight| inflight.is_empty()) {
+            assert!(tokio::time::Instant::now() < deadline, "never deleted");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(queue.backlog().await.unwrap(), 0);
+        assert!(
+            inflights
+                .iter()
+                .all(|inflight| !inflight.rescan.load(Ordering::SeqCst)),
+            "none left behind"
+        );
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut conn)
+            .unwrap();
+        assert!(stats.contains("cmdstat_xdel:calls=2,"), "{stats}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_entry_given_up_is_handed_out_again_by_the_same_holder() {
         let server = switchboard_testkit::RedisServer::start();
@@ -1261,10 +1389,28 @@ mod tests {
         assert_eq!(add("sb:v1:seen:a").await, Added::Duplicate);
         assert_eq!(add("sb:v1:seen:b").await, Added::Queued);
         assert_eq!(queue.backlog().await.unwrap(), 2);
-        // Full: nothing added and no mark left, so the retry is let through.
-        assert_eq!(add("sb:v1:seen:c").await, Added::Full);
-        assert_eq!(queue.backlog().await.unwrap(), 2);
+        // Full: nothing added and no mark left, so the retry is let through;
+        // nothing was written at all (a webhook polling for room costs
+        // Redis no write).
         let mut connection = server.connection();
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query(&mut connection)
+            .unwrap();
+        assert_eq!(add("sb:v1:seen:c").await, Added::Full);
+        assert_eq!(
+            add("sb:v1:seen:a").await,
+            Added::Duplicate,
+            "seen, and full"
+        );
+        assert_eq!(queue.backlog().await.unwrap(), 2);
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut connection)
+            .unwrap();
+        for write in ["cmdstat_set:", "cmdstat_del:", "cmdstat_xadd:"] {
+            assert!(!stats.contains(write), "{write} in {stats}");
+        }
         let marked: bool = redis::cmd("EXISTS")
             .arg("sb:v1:seen:c")
             .query(&mut connection)

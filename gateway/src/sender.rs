@@ -53,7 +53,7 @@ pub struct OutboxItem {
 }
 
 /// Associated data for sealed outbox entries.
-const OUTBOX_PAYLOAD: &str = "sb:v1:outbox-entry";
+const OUTBOX_PAYLOAD: &str = crate::store::OUTBOX_ENTRY;
 
 fn sent_key(reply_id: &str) -> String {
     format!("sb:v1:sent:{reply_id}")
@@ -301,6 +301,14 @@ impl Delivery {
             return;
         }
         self.deliver(item).await;
+        if key.is_none() {
+            // The entry's deletion is all there is to record; the queue's
+            // deleter batches it with others.
+            if let Some(ack) = ack {
+                ack.done().await;
+            }
+            return;
+        }
         // Without the mark a crash before the acknowledgement would send the
         // reply again, so insist for a while when Redis is briefly away.
         let mut wait = Duration::from_millis(50);

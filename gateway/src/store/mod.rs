@@ -129,6 +129,18 @@ pub fn is_state_key(key: &str) -> bool {
     key.starts_with(STATE_PREFIX)
 }
 
+/// What an inbox entry is sealed under (its associated data).
+pub const INBOX_ENTRY: &str = "sb:v1:inbox-entry";
+/// What an outbox entry is sealed under.
+pub const OUTBOX_ENTRY: &str = "sb:v1:outbox-entry";
+
+/// Values LZ4 packs before sealing: conversation states and queue entries,
+/// JSON that makes most of what Redis holds and writes to its append-only
+/// file (see `redis::pack`).
+pub fn is_packed_kind(key: &str) -> bool {
+    is_state_key(key) || key == INBOX_ENTRY || key == OUTBOX_ENTRY
+}
+
 pub fn link_code_key(account_id: &str) -> String {
     format!("sb:v1:otp:{account_id}")
 }
@@ -195,7 +207,7 @@ impl Store {
     pub fn seal(&self, associated: &str, plaintext: &[u8]) -> StoreResult<Vec<u8>> {
         match self {
             Store::Memory(_) => Ok(plaintext.to_vec()),
-            Store::Redis(store) => store.seal(associated, plaintext),
+            Store::Redis(store) => store.seal_packed(associated, plaintext),
         }
     }
 
@@ -203,7 +215,7 @@ impl Store {
     pub fn open(&self, associated: &str, stored: &[u8]) -> StoreResult<Vec<u8>> {
         match self {
             Store::Memory(_) => Ok(stored.to_vec()),
-            Store::Redis(store) => store.open(associated, stored),
+            Store::Redis(store) => store.open_packed(associated, stored),
         }
     }
 

@@ -33,7 +33,7 @@ use tracing::warn;
 use super::crypto::{self, Keyring};
 use super::{
     CHANNELS_KEY, CHANNELS_VERSION_FIELD, DEAD_LETTERS_KEY, DeadLetter, MAX_DEAD_LETTERS,
-    StoreError, StoreResult, conversation_keys, is_dedupe_key, is_state_key, link_code_key,
+    StoreError, StoreResult, conversation_keys, is_dedupe_key, is_packed_kind, link_code_key,
     pending_link_key,
 };
 use crate::config::StoreSettings;
@@ -385,6 +385,22 @@ impl RedisStore {
             ))),
             None => Ok(stored.to_vec()),
         }
+    }
+
+    /// As [`RedisStore::seal`], packed first when `redis_key` names a
+    /// kind of value that is packed (queue entries).
+    pub fn seal_packed(&self, redis_key: &str, plaintext: &[u8]) -> StoreResult<Vec<u8>> {
+        match pack(redis_key, plaintext) {
+            Some(packed) => self.seal(redis_key, &packed),
+            None => self.seal(redis_key, plaintext),
+        }
+    }
+
+    /// Opens what [`RedisStore::seal_packed`] sealed (or `seal`, before
+    /// packing).
+    pub fn open_packed(&self, redis_key: &str, stored: &[u8]) -> StoreResult<Vec<u8>> {
+        self.open(redis_key, stored)
+            .and_then(|plain| unpack(redis_key, plain))
     }
 
     /// Runs one Redis call under the store timeout, mapping its errors.
@@ -867,11 +883,12 @@ fn read_ca(path: &Path) -> StoreResult<TlsCertificates> {
     })
 }
 
-/// Conversation states are JSON that LZ4 shrinks about threefold, and most
-/// of what Redis holds and its append-only file writes; sealed bytes do
-/// not compress, so they are packed before sealing. A packed state starts
-/// with this byte, which JSON never does, so states written before packing
-/// and short ones kept plain read as they are.
+/// Conversation states and queue entries are JSON that LZ4 shrinks (states
+/// about threefold), and most of what Redis holds and its append-only file
+/// writes; sealed bytes do not compress, so they are packed before sealing
+/// (`is_packed_kind`). A packed value starts with this byte, which JSON
+/// never does, so values written before packing and short ones kept plain
+/// read as they are.
 const PACKED: u8 = 0;
 /// States shorter than this are kept plain: LZ4 gains little on them.
 const PACK_FROM: usize = 256;
@@ -879,9 +896,9 @@ const PACK_FROM: usize = 256;
 /// length (states are capped far below, `abuse.max_state_bytes`).
 const MAX_UNPACKED: usize = 16 << 20;
 
-/// `value` packed when it is a state that packing makes smaller.
+/// `value` packed when it is of a kind packed and packing makes it smaller.
 fn pack(logical: &str, value: &[u8]) -> Option<Vec<u8>> {
-    if !is_state_key(logical) || value.len() < PACK_FROM {
+    if !is_packed_kind(logical) || value.len() < PACK_FROM {
         return None;
     }
     let compressed = lz4_flex::compress_prepend_size(value);
@@ -894,9 +911,9 @@ fn pack(logical: &str, value: &[u8]) -> Option<Vec<u8>> {
     Some(packed)
 }
 
-/// A state as it was before [`pack`]; other values as they are.
+/// A value as it was before [`pack`]; other values as they are.
 fn unpack(logical: &str, plain: Vec<u8>) -> StoreResult<Vec<u8>> {
-    if !is_state_key(logical) || plain.first() != Some(&PACKED) {
+    if !is_packed_kind(logical) || plain.first() != Some(&PACKED) {
         return Ok(plain);
     }
     let body = &plain[1..];
@@ -1164,6 +1181,33 @@ mod live {
             .query(&mut connection)
             .unwrap();
         assert_eq!(store.get(&key).await.unwrap(), Some(state));
+    }
+
+    /// Queue entries are packed before sealing through the store's
+    /// `seal`, and entries sealed before packing still open.
+    #[tokio::test]
+    async fn queue_entries_are_sealed_packed_and_unpacked_ones_still_open() {
+        let server = RedisServer::start();
+        let redis = redis_store(server.url(), "", &[K1]).await;
+        let store = Store::Redis(redis.clone());
+        let entry = tests::state_json(6);
+        for kind in [crate::store::INBOX_ENTRY, crate::store::OUTBOX_ENTRY] {
+            let sealed = store.seal(kind, &entry).unwrap();
+            assert!(crypto::is_sealed(&sealed));
+            let unpacked = redis.seal(kind, &entry).unwrap();
+            assert!(
+                sealed.len() < unpacked.len(),
+                "{kind}: {} against {}",
+                sealed.len(),
+                unpacked.len()
+            );
+            assert_eq!(store.open(kind, &sealed).unwrap(), entry);
+            assert_eq!(store.open(kind, &unpacked).unwrap(), entry, "{kind}");
+        }
+        // Other sealed values are not packed.
+        let index = "sb:v1:handoff-index-entry";
+        let sealed = store.seal(index, &entry).unwrap();
+        assert_eq!(redis.open(index, &sealed).unwrap(), entry);
     }
 
     #[tokio::test]
