@@ -205,7 +205,11 @@ struct Lease {
 /// ARGV[1..2] (a sender's interval and burst), then `second` with
 /// ARGV[3..4] (its channel's), and returns 0 when both tokens were taken,
 /// else the milliseconds to wait. A sender turned away by the channel
-/// limit keeps its token.
+/// limit keeps its token. A cell lives 10 s past the moment it is full
+/// again (a cell gone and a full one charge the same): a customer's next
+/// message within that time overwrites the key instead of creating it
+/// anew, and Redis does not expire (and log a `DEL` for) a cell per
+/// message.
 const CHARGE_PAIR_FN: &str = r"
 local function charge_pair(first_key, second_key)
   local t = redis.call('TIME')
@@ -223,8 +227,8 @@ local function charge_pair(first_key, second_key)
   if not first then return wait end
   local second, wait2 = cell(second_key, tonumber(ARGV[3]), tonumber(ARGV[4]))
   if not second then return wait2 end
-  redis.call('SET', first_key, tostring(first), 'PX', math.ceil(first - now) + 1000)
-  redis.call('SET', second_key, tostring(second), 'PX', math.ceil(second - now) + 1000)
+  redis.call('SET', first_key, tostring(first), 'PX', math.ceil(first - now) + 10000)
+  redis.call('SET', second_key, tostring(second), 'PX', math.ceil(second - now) + 10000)
   return 0
 end
 ";
@@ -758,6 +762,30 @@ mod tests {
         let server = switchboard_testkit::RedisServer::start();
         let store = crate::store::test_support::redis_store(server.url(), "", &[]).await;
         check_pairs(&ChannelLimiter::Shared(SharedLimiter::new(store))).await;
+    }
+
+    /// A charged cell outlives the moment it is full again by 10 s, so a
+    /// customer's next message overwrites it rather than creating it after
+    /// Redis expired it (and logged a `DEL`).
+    #[tokio::test]
+    async fn inbound_cells_live_ten_seconds_past_full() {
+        let server = switchboard_testkit::RedisServer::start();
+        let store = crate::store::test_support::redis_store(server.url(), "", &[]).await;
+        let limiter = SharedLimiter::new(store);
+        let fast = Rate {
+            burst: 10.0,
+            per_second: 1000.0,
+        };
+        assert!(
+            limiter
+                .try_acquire_pair("in:t:c", ("s:a", fast), ("c", fast))
+                .await
+        );
+        let mut connection = server.connection();
+        for cell in ["sb:v1:rate:{in:t:c}:s:a", "sb:v1:rate:{in:t:c}:c"] {
+            let ttl_ms: i64 = redis::cmd("PTTL").arg(cell).query(&mut connection).unwrap();
+            assert!((9_000..=10_100).contains(&ttl_ms), "{cell}: {ttl_ms} ms");
+        }
     }
 
     #[tokio::test]
