@@ -377,7 +377,7 @@ pub fn start(
         async move {
             let ack = worker.handle_item(item).await;
             if let Some(ack) = ack {
-                ack.done().await;
+                ack.done();
             }
         }
     });
@@ -428,7 +428,7 @@ pub fn start(
                             None,
                         );
                         let _ = worker.store.push_dead_letter(letter).await;
-                        ack.done().await;
+                        ack.done();
                     }
                 }
             }

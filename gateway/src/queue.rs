@@ -417,7 +417,7 @@ impl StreamAck {
     /// counts as in flight (a partition is released only after). An entry
     /// left in the stream is handed out again and handled idempotently,
     /// so a deletion given up is safe, only wasteful.
-    pub async fn done(self) {
+    pub fn done(self) {
         let deletes = self.deletes.clone();
         // Refused only when the deleter is gone (the runtime is stopping):
         // the entry then stays, as after a crash.
@@ -976,7 +976,7 @@ async fn feed<C, F, Fut>(
                         queue = queue.name,
                         partition, "stream entry without payload; dropping it"
                     );
-                    ack.done().await;
+                    ack.done();
                 }
             }
         }
@@ -1073,7 +1073,7 @@ mod tests {
                 let acknowledge = keep(&bytes, n);
                 let _ = seen.send(bytes);
                 if acknowledge {
-                    ack.done().await;
+                    ack.done();
                 }
             }
         });
@@ -1184,7 +1184,7 @@ mod tests {
             let seen = seen.clone();
             async move {
                 let _ = seen.send(bytes);
-                ack.done().await;
+                ack.done();
             }
         });
         let mut last: HashMap<String, i64> = HashMap::new();
@@ -1328,7 +1328,7 @@ mod tests {
             .query(&mut conn)
             .unwrap();
         for ack in acks {
-            ack.done().await;
+            ack.done();
         }
         assert!(
             inflights.iter().all(|inflight| !inflight.is_empty()),

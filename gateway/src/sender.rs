@@ -248,7 +248,7 @@ pub fn start(
                             None,
                         );
                         let _ = delivery.store.push_dead_letter(letter).await;
-                        ack.done().await;
+                        ack.done();
                     }
                 }
             }
@@ -286,7 +286,7 @@ impl Delivery {
         if !self.durable {
             self.deliver(item).await;
             if let Some(ack) = ack {
-                ack.done().await;
+                ack.done();
             }
             return;
         }
@@ -296,7 +296,7 @@ impl Delivery {
         {
             debug!("reply already delivered before a restart; skipping");
             if let Some(ack) = ack {
-                ack.done().await;
+                ack.done();
             }
             return;
         }
@@ -305,7 +305,7 @@ impl Delivery {
             // The entry's deletion is all there is to record; the queue's
             // deleter batches it with others.
             if let Some(ack) = ack {
-                ack.done().await;
+                ack.done();
             }
             return;
         }
@@ -338,7 +338,7 @@ impl Delivery {
                     if acknowledged {
                         ack.settled();
                     } else {
-                        ack.done().await;
+                        ack.done();
                     }
                 }
                 return;
@@ -348,7 +348,7 @@ impl Delivery {
         }
         warn!("could not record a delivered reply; it may be sent again after a crash");
         if let Some(ack) = ack {
-            ack.done().await;
+            ack.done();
         }
     }
 
