@@ -1003,21 +1003,31 @@ mod tests {
         assert_eq!(used.len(), 16);
     }
 
-    /// An inbox of one partition on a private Redis, read as replica "r1".
-    async fn one_partition_inbox(
+    /// A queue of `partitions` on a private Redis, read as replica "r1".
+    async fn queue_on(
         server: &switchboard_testkit::RedisServer,
+        name: &'static str,
+        partitions: u32,
         timeout: Duration,
     ) -> StreamQueue<crate::store::RedisConnection> {
         let store = crate::store::test_support::redis_store(server.url(), "", &[]).await;
         StreamQueue::new(
             store.connection(),
             store.key(""),
-            "inbox",
-            1,
+            name,
+            partitions,
             "r1".to_owned(),
             timeout,
             false,
         )
+    }
+
+    /// An inbox of one partition on a private Redis, read as replica "r1".
+    async fn one_partition_inbox(
+        server: &switchboard_testkit::RedisServer,
+        timeout: Duration,
+    ) -> StreamQueue<crate::store::RedisConnection> {
+        queue_on(server, "inbox", 1, timeout).await
     }
 
     #[tokio::test]
@@ -1159,16 +1169,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn partitions_read_together_each_get_their_own_entries_in_order() {
         let server = switchboard_testkit::RedisServer::start();
-        let store = crate::store::test_support::redis_store(server.url(), "", &[]).await;
-        let queue = Arc::new(StreamQueue::new(
-            store.connection(),
-            store.key(""),
-            "inbox",
-            8,
-            "r1".to_owned(),
-            Duration::from_secs(2),
-            false,
-        ));
+        let queue = Arc::new(queue_on(&server, "inbox", 8, Duration::from_secs(2)).await);
         let chats: Vec<String> = (0..40).map(|n| format!("telegram:tg:{n}")).collect();
         for round in 0..50 {
             for chat in &chats {
@@ -1207,16 +1208,7 @@ mod tests {
     #[tokio::test]
     async fn one_read_round_answers_every_waiting_partition() {
         let server = switchboard_testkit::RedisServer::start();
-        let store = crate::store::test_support::redis_store(server.url(), "", &[]).await;
-        let queue = Arc::new(StreamQueue::new(
-            store.connection(),
-            store.key(""),
-            "inbox",
-            8,
-            "r1".to_owned(),
-            Duration::from_secs(2),
-            false,
-        ));
+        let queue = Arc::new(queue_on(&server, "inbox", 8, Duration::from_secs(2)).await);
         let mut conn = server.connection();
         let mut first_ids = Vec::new();
         for partition in 0..6 {
@@ -1286,16 +1278,7 @@ mod tests {
     #[tokio::test]
     async fn handled_entries_are_deleted_in_batches() {
         let server = switchboard_testkit::RedisServer::start();
-        let store = crate::store::test_support::redis_store(server.url(), "", &[]).await;
-        let queue = Arc::new(StreamQueue::new(
-            store.connection(),
-            store.key(""),
-            "outbox",
-            2,
-            "r1".to_owned(),
-            Duration::from_secs(2),
-            false,
-        ));
+        let queue = Arc::new(queue_on(&server, "outbox", 2, Duration::from_secs(2)).await);
         let mut conn = server.connection();
         // One per partition, as the feeders have: ids repeat across streams.
         let inflights: Vec<Arc<InFlight>> = (0..2)
