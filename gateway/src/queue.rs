@@ -62,6 +62,16 @@ const IDLE_MAX: Duration = Duration::from_millis(50);
 /// for by given-up entries, so an entry that fails every time is retried
 /// once a second, not in a tight loop.
 const RESCAN_EVERY: Duration = Duration::from_secs(1);
+/// A partition is also read from its start this often unasked. Normally
+/// that finds nothing new (whatever is behind the cursor is in the lanes),
+/// but a Redis that came back empty (restarted without persistence) with
+/// its clock behind the old one gives new entries ids below the cursor,
+/// and nothing else would find them.
+const FULL_RESCAN_EVERY: Duration = if cfg!(test) {
+    Duration::from_secs(2)
+} else {
+    Duration::from_secs(30)
+};
 
 /// FNV-1a: stable across processes and builds, unlike `DefaultHasher`,
 /// because every replica must agree on a conversation's partition.
@@ -912,7 +922,10 @@ async fn feed<C, F, Fut>(
             }
             continue;
         }
-        if last_rescan.elapsed() >= RESCAN_EVERY && inflight.rescan.swap(false, Ordering::SeqCst) {
+        let since = last_rescan.elapsed();
+        if since >= FULL_RESCAN_EVERY
+            || (since >= RESCAN_EVERY && inflight.rescan.swap(false, Ordering::SeqCst))
+        {
             last_rescan = tokio::time::Instant::now();
             after = "0-0".to_owned();
         }
@@ -1135,6 +1148,36 @@ mod tests {
             .query(&mut conn)
             .unwrap();
         assert!(groups.is_empty(), "{groups:?}");
+        let _ = stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        assert!(seen.try_recv().is_err(), "nothing was handed out twice");
+    }
+
+    /// A Redis that lost its data comes back with empty streams, and with
+    /// its clock behind the old one new entries get ids below a feeder's
+    /// cursor; the periodic read from the start finds them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn entries_behind_the_cursor_are_found_by_the_periodic_read_from_the_start() {
+        let server = switchboard_testkit::RedisServer::start();
+        let (queue, mut seen, stop, task) = consumer(&server, |_, _| true).await;
+        let stream = queue.stream_key(0);
+        let mut conn = server.connection();
+        // The old Redis's clock was far ahead: the cursor ends up there.
+        let _: String = redis::cmd("XADD")
+            .arg(&stream)
+            .arg("9999999999999-0")
+            .arg("d")
+            .arg("a")
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(next(&mut seen, Duration::from_secs(5)).await, b"a");
+        // Redis comes back without the stream (the lease, renewed every
+        // second, is kept here so only the periodic read can find what
+        // follows); a new entry gets an id from today's clock.
+        let _: () = redis::cmd("DEL").arg(&stream).query(&mut conn).unwrap();
+        queue.add("telegram:tg:1", b"b").await.unwrap();
+        // Within two periodic reads (2 s apart in tests).
+        assert_eq!(next(&mut seen, Duration::from_secs(5)).await, b"b");
         let _ = stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
         assert!(seen.try_recv().is_err(), "nothing was handed out twice");
