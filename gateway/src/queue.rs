@@ -305,8 +305,9 @@ pub enum Added {
 
 /// What the lease manager, a partition's feeder and its acks share.
 struct InFlight {
-    /// Ids handed to the lanes and not yet deleted or given up.
-    ids: Mutex<HashSet<String>>,
+    /// Ids handed to the lanes and not yet deleted or given up, and the
+    /// ids deleted while a read from the start was under way.
+    ids: Mutex<Ids>,
     /// Set when an entry was given up (left in the stream): the feeder
     /// reads its partition from the start again.
     rescan: AtomicBool,
@@ -316,6 +317,16 @@ struct InFlight {
     /// lease manager slowed by timeouts cannot let two replicas read one
     /// partition.
     lease_until: AtomicU64,
+}
+
+#[derive(Default)]
+struct Ids {
+    handed: HashSet<String>,
+    /// `Some` while a read from the start is under way: entries deleted
+    /// meanwhile may be in its answer (Redis ran the read before the
+    /// deletion) and must not be handed out again, or a reply that has no
+    /// "sent" mark would be sent twice.
+    deleted_during_read: Option<HashSet<String>>,
 }
 
 /// Milliseconds on a monotonic clock private to this process.
@@ -345,27 +356,44 @@ impl InFlight {
         clock_ms() < self.lease_until.load(Ordering::SeqCst)
     }
 
-    fn ids(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        // The set stays consistent even if a holder panicked: each
+    fn ids(&self) -> std::sync::MutexGuard<'_, Ids> {
+        // The sets stay consistent even if a holder panicked: each
         // operation is one insert or remove.
         self.ids.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Records `id` as handed out; false when it already is (a re-read
-    /// from the start found an entry the lanes still hold).
+    /// from the start found an entry the lanes still hold) or was deleted
+    /// while that read was under way.
     fn start(&self, id: &str) -> bool {
-        self.ids().insert(id.to_owned())
+        let mut ids = self.ids();
+        if ids
+            .deleted_during_read
+            .as_ref()
+            .is_some_and(|deleted| deleted.contains(id))
+        {
+            return false;
+        }
+        ids.handed.insert(id.to_owned())
     }
 
     fn finish(&self, id: &str, left_pending: bool) {
-        self.ids().remove(id);
+        let mut ids = self.ids();
+        ids.handed.remove(id);
         if left_pending {
             self.rescan.store(true, Ordering::SeqCst);
+        } else if let Some(deleted) = ids.deleted_during_read.as_mut() {
+            deleted.insert(id.to_owned());
         }
     }
 
+    /// Brackets a read from the start and the handing out of its answer.
+    fn reading_from_start(&self, under_way: bool) {
+        self.ids().deleted_during_read = under_way.then(HashSet::new);
+    }
+
     fn is_empty(&self) -> bool {
-        self.ids().is_empty()
+        self.ids().handed.is_empty()
     }
 }
 
@@ -929,6 +957,8 @@ async fn feed<C, F, Fut>(
             last_rescan = tokio::time::Instant::now();
             after = "0-0".to_owned();
         }
+        let from_start = after == "0-0";
+        inflight.reading_from_start(from_start);
         let (answer, answered) = oneshot::channel();
         let request = ReadRequest {
             key: key.clone(),
@@ -971,7 +1001,8 @@ async fn feed<C, F, Fut>(
         for mut entry in entries {
             after.clone_from(&entry.id);
             if !inflight.start(&entry.id) {
-                // Still in the lanes from an earlier read.
+                // Still in the lanes from an earlier read, or deleted
+                // since Redis ran this one.
                 continue;
             }
             let bytes = payload(&mut entry);
@@ -1151,6 +1182,28 @@ mod tests {
         let _ = stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
         assert!(seen.try_recv().is_err(), "nothing was handed out twice");
+    }
+
+    /// A read from the start can return an entry that was deleted after
+    /// Redis ran the read and before its answer was handed out; it must
+    /// not be handed out again (a reply without a "sent" mark would go
+    /// twice). An entry given up meanwhile is still to be handled.
+    #[test]
+    fn entries_deleted_during_a_read_from_the_start_are_not_handed_out_again() {
+        let inflight = InFlight::new(clock_ms());
+        assert!(inflight.start("1-0"));
+        assert!(inflight.start("2-0"));
+        inflight.reading_from_start(true);
+        inflight.finish("1-0", false);
+        inflight.finish("2-0", true);
+        assert!(!inflight.start("1-0"), "deleted while the read ran");
+        assert!(inflight.start("2-0"), "given up: handed out again");
+        assert!(inflight.start("3-0"), "new");
+        // The next read: what was deleted is no longer in the stream.
+        inflight.reading_from_start(false);
+        inflight.finish("2-0", false);
+        inflight.finish("3-0", false);
+        assert!(inflight.is_empty());
     }
 
     /// A Redis that lost its data comes back with empty streams, and with
