@@ -96,6 +96,47 @@ impl<T: Send + 'static> Lanes<T> {
         F: Fn(T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send,
     {
+        Self::run(count, capacity, depth, stop, false, move |item, _| {
+            let handled = handle(item);
+            async move {
+                handled.await;
+                None
+            }
+        })
+    }
+
+    /// As [`Lanes::start`], with a look ahead: `handle` gets each item
+    /// together with the lane's next one when that is queued already, and
+    /// gives the next one back (it may have prepared it, say read what it
+    /// needs in the same round trip as the current item's last write); the
+    /// lane handles it next, in order as ever. The next item keeps its
+    /// place in the room until it is handled.
+    pub fn start_looking_ahead<F, Fut>(
+        count: usize,
+        capacity: usize,
+        depth: Gauge,
+        stop: &watch::Receiver<bool>,
+        handle: F,
+    ) -> (Lanes<T>, Vec<JoinHandle<()>>)
+    where
+        F: Fn(T, Option<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Option<T>> + Send,
+    {
+        Self::run(count, capacity, depth, stop, true, handle)
+    }
+
+    fn run<F, Fut>(
+        count: usize,
+        capacity: usize,
+        depth: Gauge,
+        stop: &watch::Receiver<bool>,
+        look_ahead: bool,
+        handle: F,
+    ) -> (Lanes<T>, Vec<JoinHandle<()>>)
+    where
+        F: Fn(T, Option<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Option<T>> + Send,
+    {
         let handle = Arc::new(handle);
         let mut senders = Vec::with_capacity(count.max(1));
         let mut tasks = Vec::with_capacity(count.max(1));
@@ -106,25 +147,45 @@ impl<T: Send + 'static> Lanes<T> {
             let depth = depth.clone();
             let mut stop = stop.clone();
             tasks.push(tokio::spawn(async move {
+                let mut stopping = false;
+                // The next item when the handler gave it back, with its
+                // place in the room.
+                let mut ahead: Option<Queued<T>> = None;
                 loop {
-                    tokio::select! {
-                        queued = rx.recv() => match queued {
-                            Some((item, room)) => {
-                                drop(room);
-                                depth.dec();
-                                handle(item).await;
-                            }
+                    let (item, room) = match ahead.take() {
+                        Some(queued) => queued,
+                        None if stopping => match rx.recv().await {
+                            Some(queued) => queued,
                             None => break,
                         },
-                        _ = stop.changed() => {
-                            // Take nothing new; finish what was queued.
-                            rx.close();
-                            while let Some((item, room)) = rx.recv().await {
-                                drop(room);
-                                depth.dec();
-                                handle(item).await;
+                        None => tokio::select! {
+                            queued = rx.recv() => match queued {
+                                Some(queued) => queued,
+                                None => break,
+                            },
+                            _ = stop.changed() => {
+                                // Take nothing new; finish what was queued.
+                                rx.close();
+                                stopping = true;
+                                continue;
                             }
-                            break;
+                        },
+                    };
+                    drop(room);
+                    depth.dec();
+                    let next = if look_ahead { rx.try_recv().ok() } else { None };
+                    match next {
+                        Some((next, next_room)) => {
+                            if let Some(next) = handle(item, Some(next)).await {
+                                ahead = Some((next, next_room));
+                            } else {
+                                // The handler kept it (it must not): the
+                                // item is gone, so its room is given back.
+                                depth.dec();
+                            }
+                        }
+                        None => {
+                            let _ = handle(item, None).await;
                         }
                     }
                 }
@@ -251,6 +312,64 @@ mod tests {
             assert_eq!(order, (0..50).collect::<Vec<_>>());
         }
         assert_eq!(lanes.try_push(&0u32, (0, 0)), Err(PushError::Closed));
+    }
+
+    /// A lane that looks ahead hands each item over with the next one when
+    /// that one is queued already, handles what it gives back next (as
+    /// changed), in order, and still drains everything on stop.
+    #[tokio::test]
+    async fn a_lane_looking_ahead_hands_over_the_next_item_and_handles_it_next() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (stop_tx, stop) = watch::channel(false);
+        let (gate_tx, gate) = watch::channel(false);
+        let sink = seen.clone();
+        let (lanes, tasks) = Lanes::start_looking_ahead(
+            1,
+            3,
+            Gauge::default(),
+            &stop,
+            move |(n, prepared): (u32, bool), next: Option<(u32, bool)>| {
+                let sink = sink.clone();
+                let mut gate = gate.clone();
+                async move {
+                    let _ = gate.wait_for(|open| *open).await;
+                    sink.lock()
+                        .unwrap()
+                        .push((n, prepared, next.map(|(n, _)| n)));
+                    // Prepares the next item, as the inbox reads ahead.
+                    next.map(|(n, _)| (n, true))
+                }
+            },
+        );
+        lanes.try_push(&0u32, (0, false)).unwrap();
+        // The first item is taken (its room given back) but held at the
+        // gate; three more fill the room, the one taken as "next" included.
+        while lanes.room.available_permits() < 3 {
+            tokio::task::yield_now().await;
+        }
+        for n in 1..4 {
+            lanes.try_push(&0u32, (n, false)).unwrap();
+        }
+        assert_eq!(lanes.try_push(&0u32, (9, false)), Err(PushError::Full));
+        gate_tx.send(true).unwrap();
+        stop_tx.send(true).unwrap();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let seen = seen.lock().unwrap();
+        let order: Vec<u32> = seen.iter().map(|(n, _, _)| *n).collect();
+        assert_eq!(order, [0, 1, 2, 3]);
+        // Item 0 was alone when taken; item 1 came from the queue with 2
+        // behind it, 2 and 3 as their predecessors left them.
+        assert_eq!(
+            *seen,
+            [
+                (0, false, None),
+                (1, false, Some(2)),
+                (2, true, Some(3)),
+                (3, true, None)
+            ]
+        );
     }
 
     #[tokio::test]

@@ -75,6 +75,9 @@ pub struct Metrics {
     /// One-time codes refused by the hourly send cap, by which cap
     /// (`account`, `conversation`).
     pub link_codes_capped: Family<ScopeLabel, Counter>,
+    /// Inbox events read in the same round trip as the commit of the
+    /// event before them in their lane (Redis store).
+    pub reads_ahead: Counter,
 }
 
 impl Default for Metrics {
@@ -172,6 +175,12 @@ impl Metrics {
             "One-time codes refused by the hourly send cap, by cap",
             link_codes_capped.clone(),
         );
+        let reads_ahead = Counter::default();
+        registry.register(
+            "inbox_reads_ahead",
+            "Inbox events read together with the commit of the event before them",
+            reads_ahead.clone(),
+        );
         Self {
             registry,
             webhooks,
@@ -188,6 +197,7 @@ impl Metrics {
             channels,
             channel_refresh_failures,
             link_codes_capped,
+            reads_ahead,
         }
     }
 

@@ -133,6 +133,9 @@ pub struct InboxItem {
     /// Set for entries read from the durable inbox: acknowledged once the
     /// event was handled.
     pub ack: Option<StreamAck>,
+    /// What the worker reads first, when it was read already: with the
+    /// commit of the item before it in its lane (`Worker::commit`).
+    loaded: Option<Loaded>,
 }
 
 /// What [`Inbox::accept`] did with an event.
@@ -304,6 +307,7 @@ impl Inbox {
                             entry,
                             received: Instant::now(),
                             ack: None,
+                            loaded: None,
                         },
                         INBOX_WAIT,
                         INBOX_MAX_WAITING,
@@ -372,15 +376,24 @@ pub fn start(
     let capacity = lanes.saturating_mul(lane_capacity);
     let depth = worker.metrics.queue("inbox");
     let handler = worker.clone();
-    let (lanes, mut tasks) = Lanes::start(lanes, capacity, depth, stop, move |item: InboxItem| {
-        let worker = handler.clone();
-        async move {
-            let ack = worker.handle_item(item).await;
-            if let Some(ack) = ack {
-                ack.done();
+    // A lane that has its next item already reads what that item needs
+    // in the same round trip as the current one's commit.
+    let (lanes, mut tasks) = Lanes::start_looking_ahead(
+        lanes,
+        capacity,
+        depth,
+        stop,
+        move |item: InboxItem, mut next: Option<InboxItem>| {
+            let worker = handler.clone();
+            async move {
+                let ack = worker.handle_item(item, next.as_mut()).await;
+                if let Some(ack) = ack {
+                    ack.done();
+                }
+                next
             }
-        }
-    });
+        },
+    );
     let Some(queue) = queue else {
         return (Inbox::Local(lanes), tasks);
     };
@@ -407,6 +420,7 @@ pub fn start(
                                     entry,
                                     received: Instant::now(),
                                     ack: Some(ack),
+                                    loaded: None,
                                 },
                             )
                             .await
@@ -507,12 +521,24 @@ fn is_answerable(event: &InboundEvent) -> bool {
 }
 
 /// What the worker read before handling an entry (see `Worker::load`).
+#[derive(Debug)]
 struct Loaded {
     done: bool,
     /// The conversation's stored state, when it was read.
     state: Option<Option<Vec<u8>>>,
     /// The inbound limits' answer, when they were charged with the read.
     allowed: Option<bool>,
+}
+
+/// What the worker reads before handling an entry (`Worker::load`).
+struct Plan<'a> {
+    /// The entry's done mark.
+    done: String,
+    /// The conversation's state, for an event the assistant answers.
+    state: Option<String>,
+    /// A customer's event on a known channel is charged to the inbound
+    /// limits with the read, where the store can.
+    charge: Option<&'a InboundEvent>,
 }
 
 /// See `Worker::inbound_cells`.
@@ -549,7 +575,13 @@ impl Worker {
     /// Handles one item and gives back its acknowledgement when the event
     /// is done with and still to be acknowledged; `None` when it was
     /// acknowledged with the commit, or is left pending (store down).
-    async fn handle_item(&self, mut item: InboxItem) -> Option<StreamAck> {
+    /// `next` is the lane's next item when it is queued already: its first
+    /// read goes with this item's commit.
+    async fn handle_item(
+        &self,
+        mut item: InboxItem,
+        mut next: Option<&mut InboxItem>,
+    ) -> Option<StreamAck> {
         let ack = item.ack.take();
         if !self.durable {
             let (_, outcome) = self.handle(&item.entry, item.received, None, None).await;
@@ -558,33 +590,20 @@ impl Worker {
             }
             return ack;
         }
-        let done = match &item.entry {
-            InboxEntry::Event(event) => done_key(event),
-            InboxEntry::Control(control) => control_done_key(control),
-        };
-        // The state is read with the done mark, in one round trip.
-        let state = match &item.entry {
-            InboxEntry::Event(event) if is_answerable(event) => {
-                Some(state_key(&event.conversation))
-            }
-            _ => None,
-        };
-        // A customer's event is charged to the inbound limits with that
-        // read too, where the store can (see `load`).
-        let charge = match &item.entry {
-            InboxEntry::Event(event)
-                if state.is_some()
-                    && event.is_from_customer()
-                    && self.registry.get(event.channel.as_str()).is_some() =>
-            {
-                Some(event)
-            }
-            _ => None,
-        };
+        let Plan {
+            done,
+            state,
+            charge,
+        } = self.plan(&item.entry);
         let started = Instant::now();
         let mut wait = Duration::from_millis(100);
+        let mut loaded = item.loaded.take();
         loop {
-            let error = match self.load(&done, state.as_deref(), charge).await {
+            let load = match loaded.take() {
+                Some(loaded) => Ok(loaded),
+                None => self.load(&done, state.as_deref(), charge).await,
+            };
+            let error = match load {
                 // Handled before a crash and acknowledged only now.
                 Ok(Loaded { done: true, .. }) => return ack,
                 Ok(Loaded {
@@ -599,7 +618,10 @@ impl Worker {
                         Some(error) if is_unavailable(&error) => error,
                         // Handled, or failed for good (recorded): either way
                         // it is done with.
-                        _ => match self.commit(outcome, &done, ack.as_ref()).await {
+                        _ => match self
+                            .commit(outcome, &done, ack.as_ref(), next.as_deref_mut())
+                            .await
+                        {
                             Ok(()) => {
                                 if let Some(ack) = ack {
                                     ack.settled();
@@ -617,7 +639,10 @@ impl Worker {
                                     self.record(event, "processing_failed", &error.to_string())
                                         .await;
                                 }
-                                match self.commit(Outcome::default(), &done, ack.as_ref()).await {
+                                match self
+                                    .commit(Outcome::default(), &done, ack.as_ref(), None)
+                                    .await
+                                {
                                     Ok(()) => {
                                         if let Some(ack) = ack {
                                             ack.settled();
@@ -645,6 +670,62 @@ impl Worker {
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(5));
         }
+    }
+
+    /// What to read before handling `entry`.
+    fn plan<'a>(&self, entry: &'a InboxEntry) -> Plan<'a> {
+        let done = match entry {
+            InboxEntry::Event(event) => done_key(event),
+            InboxEntry::Control(control) => control_done_key(control),
+        };
+        // The state is read with the done mark, in one round trip.
+        let state = match entry {
+            InboxEntry::Event(event) if is_answerable(event) => {
+                Some(state_key(&event.conversation))
+            }
+            _ => None,
+        };
+        // A customer's event is charged to the inbound limits with that
+        // read too, where the store can (see `load`).
+        let charge = match entry {
+            InboxEntry::Event(event)
+                if state.is_some()
+                    && event.is_from_customer()
+                    && self.registry.get(event.channel.as_str()).is_some() =>
+            {
+                Some(event)
+            }
+            _ => None,
+        };
+        Plan {
+            done,
+            state,
+            charge,
+        }
+    }
+
+    /// `load`'s single script run for `entry` as a command to send behind
+    /// a commit (`RedisStore::commit_then`), with the logical key of the
+    /// state it reads; `None` where `load` would do something else.
+    fn load_command(&self, entry: &InboxEntry) -> Option<(redis::Cmd, String)> {
+        let ChannelLimiter::Shared(limiter) = &self.inbound_limits else {
+            return None;
+        };
+        let Plan {
+            done,
+            state: Some(state),
+            charge: Some(event),
+        } = self.plan(entry)
+        else {
+            return None;
+        };
+        let cells = self.inbound_cells(event);
+        let command = limiter.read_then_pair_command(
+            (&done, &state),
+            &cells.tag,
+            ((&cells.sender_key, cells.sender), ("c", cells.channel)),
+        )?;
+        Some((command, state))
     }
 
     /// Whether `done` is marked, (when asked) the stored state, and (for
@@ -722,11 +803,15 @@ impl Worker {
     /// acknowledgement together (one MULTI/EXEC on a single Redis node):
     /// an entry is never acknowledged without its state and replies, and
     /// never handled twice once they are written.
+    /// With `next` (the lane's next item, not read yet) its first read
+    /// goes in the same round trip, behind the writes, and is kept in it
+    /// when the commit went through.
     async fn commit(
         &self,
         mut outcome: Outcome,
         done: &str,
         ack: Option<&StreamAck>,
+        next: Option<&mut InboxItem>,
     ) -> Result<(), StoreError> {
         let Some(redis) = self.store.as_redis() else {
             self.write(outcome)
@@ -767,7 +852,26 @@ impl Worker {
         if let Some(ack) = ack {
             writes.push(ack.write());
         }
-        redis.commit(&writes).await
+        let read_next = next
+            .filter(|next| next.loaded.is_none())
+            .and_then(|next| Some((self.load_command(&next.entry)?, next)));
+        let Some(((command, state), next)) = read_next else {
+            return redis.commit(&writes).await;
+        };
+        let (committed, reply) = redis.commit_then(&writes, command).await;
+        if let (Some(reply), ChannelLimiter::Shared(limiter)) = (reply, &self.inbound_limits) {
+            // An error reply (the script gone after a Redis restart) leaves
+            // the read to `load`.
+            if let Ok(read) = limiter.read_pair_from(&state, reply) {
+                self.metrics.reads_ahead.inc();
+                next.loaded = Some(Loaded {
+                    done: read.marked,
+                    state: read.second.ok(),
+                    allowed: read.charged,
+                });
+            }
+        }
+        committed
     }
 
     /// Processes one event, records metrics, and gives back the error when

@@ -438,42 +438,103 @@ impl SharedLimiter {
     /// local fallback: the reads are what the caller cannot do without.
     pub async fn read_then_try_acquire_pair(
         &self,
-        (first, second): (&str, &str),
+        keys: (&str, &str),
         tag: &str,
         cells: ((&str, Rate), (&str, Rate)),
     ) -> Option<Result<ReadPair, crate::store::StoreError>> {
-        if self.store.is_cluster() {
-            return None;
+        let parts = self.read_then_pair_parts(keys, tag, cells)?;
+        let mut invocation = self.read_then_pair.prepare_invoke();
+        for key in &parts[..4] {
+            invocation.key(key);
         }
-        let (first_key, second_key) = (self.store.key(first), self.store.key(second));
-        let cell = |name: &str| self.store.key(&format!("sb:v1:rate:{{{tag}}}:{name}"));
-        let ((sender, sender_rate), (channel, channel_rate)) = cells;
+        for arg in &parts[4..] {
+            invocation.arg(arg);
+        }
         let mut connection = self.store.connection();
-        // The mark, the state (both as stored), and the wait.
-        type Raw = (Option<Vec<u8>>, Option<Vec<u8>>, u64);
-        let read: Result<Raw, _> = self
+        let read = self
             .store
             .call(
                 "read and rate limit",
-                self.read_then_pair
-                    .key(&first_key)
-                    .key(&second_key)
-                    .key(cell(sender))
-                    .key(cell(channel))
-                    .arg(1000.0 / sender_rate.per_second)
-                    .arg(sender_rate.burst)
-                    .arg(1000.0 / channel_rate.per_second)
-                    .arg(channel_rate.burst)
-                    .invoke_async(&mut connection),
+                invocation.invoke_async(&mut connection),
             )
             .await;
-        Some(read.map(|(mark, state, wait)| ReadPair {
+        Some(read.and_then(|raw| self.read_pair(keys.1, raw)))
+    }
+
+    /// [`Self::read_then_try_acquire_pair`] as one command to send behind
+    /// others in a pipeline (`EVALSHA`; [`Self::read_pair_from`] reads its
+    /// reply). `None` on a cluster.
+    pub fn read_then_pair_command(
+        &self,
+        keys: (&str, &str),
+        tag: &str,
+        cells: ((&str, Rate), (&str, Rate)),
+    ) -> Option<redis::Cmd> {
+        let parts = self.read_then_pair_parts(keys, tag, cells)?;
+        let mut command = redis::cmd("EVALSHA");
+        command.arg(self.read_then_pair.get_hash()).arg(4);
+        for part in &parts {
+            command.arg(part);
+        }
+        Some(command)
+    }
+
+    /// What the reply to [`Self::read_then_pair_command`] says; `second`
+    /// is the logical key it read second. An error reply (`NOSCRIPT` after
+    /// Redis restarted, say) is an error: the caller asks again with
+    /// [`Self::read_then_try_acquire_pair`], which loads the script.
+    pub fn read_pair_from(
+        &self,
+        second: &str,
+        reply: redis::Value,
+    ) -> Result<ReadPair, crate::store::StoreError> {
+        let raw = reply
+            .extract_error()
+            .and_then(redis::from_owned_redis_value)
+            .map_err(|error| crate::store::redis::map_error(&error))?;
+        self.read_pair(second, raw)
+    }
+
+    /// The script's four keys, then its four arguments; `None` on a
+    /// cluster.
+    fn read_then_pair_parts(
+        &self,
+        (first, second): (&str, &str),
+        tag: &str,
+        cells: ((&str, Rate), (&str, Rate)),
+    ) -> Option<[String; 8]> {
+        if self.store.is_cluster() {
+            return None;
+        }
+        let cell = |name: &str| self.store.key(&format!("sb:v1:rate:{{{tag}}}:{name}"));
+        let ((sender, sender_rate), (channel, channel_rate)) = cells;
+        Some([
+            self.store.key(first),
+            self.store.key(second),
+            cell(sender),
+            cell(channel),
+            (1000.0 / sender_rate.per_second).to_string(),
+            sender_rate.burst.to_string(),
+            (1000.0 / channel_rate.per_second).to_string(),
+            channel_rate.burst.to_string(),
+        ])
+    }
+
+    fn read_pair(
+        &self,
+        second: &str,
+        (mark, state, wait): RawReadPair,
+    ) -> Result<ReadPair, crate::store::StoreError> {
+        Ok(ReadPair {
             charged: mark.is_none().then_some(wait == 0),
             marked: mark.is_some(),
-            second: self.store.opened(second, &second_key, state),
-        }))
+            second: self.store.opened(second, &self.store.key(second), state),
+        })
     }
 }
+
+/// The mark, the state (both as stored), and the wait.
+type RawReadPair = (Option<Vec<u8>>, Option<Vec<u8>>, u64);
 
 impl KeyedLimiter {
     /// Local [`SharedLimiter::try_acquire_pair`]: checks both before taking

@@ -420,3 +420,107 @@ async fn the_whole_pipeline_runs_on_a_three_master_redis_cluster() {
     }
     app.stop().await;
 }
+
+/// A lane with an event waiting behind the one it handles reads that
+/// event's done mark, state and inbound charge in the same round trip as
+/// the commit before it (`switchboard_inbox_reads_ahead_total`), and the
+/// read sees the commit: one conversation's messages, handled back to back
+/// in a lane that never runs dry, each build on the state the one before
+/// left, and every event is answered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_reads_its_next_event_behind_the_commit_before_it_and_sees_that_commit() {
+    let server = RedisServer::start();
+    // One lane: every event queued while another is handled waits in it.
+    let section = format!("{}\n[pipeline]\nworkers = 1\n", store_section(&server));
+    let app = spawn_app_with(
+        &section,
+        &[
+            ("SWITCHBOARD__ABUSE__SENDER_BURST", "1000"),
+            ("SWITCHBOARD__ABUSE__SENDER_MESSAGES_PER_MINUTE", "100000"),
+            ("SWITCHBOARD__SENDER__CHAT_PER_SECOND", "1000"),
+        ],
+    )
+    .await;
+    let words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"];
+    let others: Vec<i64> = (0..60).map(|n| 9_500_000 + n).collect();
+    // Sixty other customers ask at once, around the conversation under
+    // test, so the lane always has something queued.
+    let burst = |chats: &[i64]| {
+        let mut posts = tokio::task::JoinSet::new();
+        for chat in chats {
+            let request = app
+                .client
+                .post(format!("{}/webhooks/telegram/tg", app.public))
+                .header("Content-Type", "application/json")
+                .header("X-Telegram-Bot-Api-Secret-Token", TG_SECRET)
+                .body(telegram_text(*chat, "What are your opening hours?"));
+            posts.spawn(async move { request.send().await.unwrap().status() });
+        }
+        posts
+    };
+    let (first, second) = others.split_at(30);
+    let before = burst(first);
+    for word in words {
+        let body = telegram_text(9401, &format!("opening hours {word}"));
+        let status = app
+            .post_telegram("tg", Some(TG_SECRET), &body)
+            .await
+            .status();
+        assert_eq!(status, 200);
+    }
+    let after = burst(second);
+    for status in before
+        .join_all()
+        .await
+        .into_iter()
+        .chain(after.join_all().await)
+    {
+        assert_eq!(status, 200);
+    }
+
+    wait_for_reply_to(&app, "9401", words.len()).await;
+    for chat in &others {
+        wait_for_reply_to(&app, &chat.to_string(), 1).await;
+    }
+    wait_for_an_empty_inbox(&server).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.fake.to_chat("9401").len(),
+        words.len(),
+        "one answer each"
+    );
+    for chat in &others {
+        assert_eq!(app.fake.to_chat(&chat.to_string()).len(), 1, "chat {chat}");
+    }
+
+    let state = app
+        .admin_get("/admin/conversations/telegram:tg:9401")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let places: Vec<usize> = words
+        .iter()
+        .map(|word| {
+            state
+                .find(&format!("opening hours {word}"))
+                .unwrap_or_else(|| panic!("{word} missing from the state: {state}"))
+        })
+        .collect();
+    assert!(
+        places.windows(2).all(|pair| pair[0] < pair[1]),
+        "each message was added to the state the one before left: {state}"
+    );
+
+    let metrics = app.admin_get("/metrics").await.text().await.unwrap();
+    let ahead: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("switchboard_inbox_reads_ahead_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        ahead > 0.0,
+        "a backed-up lane reads ahead with its commits:\n{metrics}"
+    );
+    app.stop().await;
+}

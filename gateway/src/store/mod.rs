@@ -735,6 +735,106 @@ mod conformance {
         assert!(!stats.contains("cmdstat_exec"), "{stats}");
     }
 
+    /// `commit_then` sends one more command behind the writes in the same
+    /// round trip: it sees them when they went through, its reply comes
+    /// back as Redis sent it (an error reply included), and a refused
+    /// commit gives no reply to trust.
+    #[tokio::test]
+    async fn a_command_sent_behind_a_commit_sees_it_and_a_refused_commit_gives_no_reply() {
+        let server = RedisServer::start();
+        assert!(server.is_private(), "needs its own redis-server");
+        let store = redis_store(server.url(), "", &[K1]).await;
+        let inbox = "sb:v1:inbox:{inbox-4}";
+        let state = state_key(&conversation(11));
+        let ttl = Duration::from_secs(60);
+        let get = |key: &str| {
+            let mut get = ::redis::cmd("GET");
+            get.arg(store.key(key));
+            get
+        };
+        let id = pending_entry(&store, inbox).await;
+        let writes = [
+            Write::Put {
+                key: &state,
+                value: b"after the commit",
+                ttl,
+            },
+            Write::Ack {
+                stream: inbox,
+                id: &id,
+            },
+        ];
+        let (committed, reply) = store.commit_then(&writes, get(&state)).await;
+        committed.unwrap();
+        let stored = match reply {
+            Some(::redis::Value::BulkString(bytes)) => bytes,
+            other => panic!("expected the state, got {other:?}"),
+        };
+        let opened = store
+            .opened(&state, &store.key(&state), Some(stored))
+            .unwrap();
+        assert_eq!(opened.as_deref(), Some(&b"after the commit"[..]));
+
+        // One write goes alone, and an error reply is handed back as such.
+        let id = pending_entry(&store, inbox).await;
+        let (committed, reply) = store
+            .commit_then(
+                &[Write::Ack {
+                    stream: inbox,
+                    id: &id,
+                }],
+                ::redis::cmd("EVALSHA").arg("0".repeat(40)).arg(0).clone(),
+            )
+            .await;
+        committed.unwrap();
+        match reply {
+            Some(reply @ ::redis::Value::ServerError(_)) => {
+                assert!(format!("{reply:?}").contains("NOSCRIPT"), "{reply:?}");
+            }
+            other => panic!("expected NOSCRIPT, got {other:?}"),
+        }
+
+        // Out of memory: the writes are refused together and the command
+        // behind them answers nothing the caller could take for after them.
+        let id = pending_entry(&store, inbox).await;
+        let mut admin = server.connection();
+        let maxmemory = |value: &str, admin: &mut ::redis::Connection| {
+            let _: () = ::redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("maxmemory")
+                .arg(value)
+                .query(admin)
+                .unwrap();
+        };
+        maxmemory("1", &mut admin);
+        let refused_state = state_key(&conversation(12));
+        let (committed, reply) = store
+            .commit_then(
+                &[
+                    Write::Put {
+                        key: &refused_state,
+                        value: b"refused",
+                        ttl,
+                    },
+                    Write::Ack {
+                        stream: inbox,
+                        id: &id,
+                    },
+                ],
+                get(&refused_state),
+            )
+            .await;
+        maxmemory("0", &mut admin);
+        assert!(
+            matches!(committed, Err(StoreError::Unavailable(_))),
+            "{committed:?}"
+        );
+        assert!(reply.is_none(), "{reply:?}");
+        let waiting: u64 = ::redis::cmd("XLEN").arg(inbox).query(&mut admin).unwrap();
+        assert_eq!(waiting, 1, "the entry is still there");
+        assert_eq!(store.get(&refused_state).await.unwrap(), None);
+    }
+
     #[tokio::test]
     async fn redis_store_without_encryption_conforms() {
         let server = RedisServer::start();

@@ -582,7 +582,97 @@ impl RedisStore {
         if writes.is_empty() {
             return Ok(());
         }
-        let mut commands: Vec<Cmd> = Vec::with_capacity(writes.len() + 1);
+        let commands = self.write_commands(writes)?;
+        let mut connection = self.connection();
+        // One command is atomic by itself: MULTI/EXEC around it would only
+        // cost Redis two more commands (and the AOF two more records).
+        if self.is_cluster() || commands.len() == 1 {
+            for command in &commands {
+                self.call("write", command.query_async::<()>(&mut connection))
+                    .await?;
+            }
+            return Ok(());
+        }
+        let mut pipeline = redis::pipe();
+        pipeline.atomic();
+        for command in commands {
+            pipeline.add_command(command).ignore();
+        }
+        self.call("MULTI", pipeline.query_async::<()>(&mut connection))
+            .await
+    }
+
+    /// [`RedisStore::commit`] with one more command behind it in the same
+    /// round trip, on a single node: Redis runs one connection's commands
+    /// in order, so `then` sees the writes. Gives the commit's result and,
+    /// when it went through, `then`'s reply as Redis sent it (an error
+    /// reply included). On a cluster, or with nothing to write, `then` is
+    /// not sent: the caller asks for it on its own.
+    pub async fn commit_then(
+        &self,
+        writes: &[Write<'_>],
+        then: Cmd,
+    ) -> (StoreResult<()>, Option<Value>) {
+        if self.is_cluster() || writes.is_empty() {
+            return (self.commit(writes).await, None);
+        }
+        let commands = match self.write_commands(writes) {
+            Ok(commands) => commands,
+            Err(error) => return (Err(error), None),
+        };
+        let mut pipeline = redis::pipe();
+        let transaction = commands.len() > 1;
+        if transaction {
+            pipeline.cmd("MULTI");
+        }
+        for command in commands {
+            pipeline.add_command(command);
+        }
+        if transaction {
+            pipeline.cmd("EXEC");
+        }
+        pipeline.add_command(then);
+        let mut connection = self.connection();
+        let count = pipeline.len();
+        let replies = self
+            .call("MULTI", connection.req_packed_commands(&pipeline, 0, count))
+            .await;
+        let mut replies = match replies {
+            Ok(replies) if replies.len() == count => replies,
+            Ok(_) => {
+                return (
+                    Err(StoreError::Unavailable(
+                        "redis: a pipeline answered with the wrong number of replies".to_owned(),
+                    )),
+                    None,
+                );
+            }
+            Err(error) => return (Err(error), None),
+        };
+        let then = replies.pop();
+        // Every write's reply (MULTI's, the QUEUED ones and EXEC's, or the
+        // single write's): the first error fails the commit, as `commit`
+        // fails on it.
+        let committed = replies.into_iter().try_for_each(|reply| match reply {
+            Value::Array(results) => results
+                .into_iter()
+                .try_for_each(|result| result.extract_error().map(drop)),
+            Value::Nil if transaction => Err(RedisError::from((
+                ErrorKind::ExecAbortError,
+                "transaction aborted",
+            ))),
+            reply => reply.extract_error().map(drop),
+        });
+        match committed {
+            Ok(()) => (Ok(()), then),
+            Err(error) => (Err(map_error(&error)), None),
+        }
+    }
+
+    /// The commands for `writes`: values sealed (and states packed) as
+    /// [`RedisStore::put`] stores them.
+    fn write_commands(&self, writes: &[Write<'_>]) -> StoreResult<Vec<Cmd>> {
+        let mut commands: Vec<Cmd> = Vec::with_capacity(writes.len());
         for write in writes {
             match write {
                 Write::Put { key, value, ttl } => {
@@ -604,23 +694,7 @@ impl RedisStore {
                 }
             }
         }
-        let mut connection = self.connection();
-        // One command is atomic by itself: MULTI/EXEC around it would only
-        // cost Redis two more commands (and the AOF two more records).
-        if self.is_cluster() || commands.len() == 1 {
-            for command in &commands {
-                self.call("write", command.query_async::<()>(&mut connection))
-                    .await?;
-            }
-            return Ok(());
-        }
-        let mut pipeline = redis::pipe();
-        pipeline.atomic();
-        for command in commands {
-            pipeline.add_command(command).ignore();
-        }
-        self.call("MULTI", pipeline.query_async::<()>(&mut connection))
-            .await
+        Ok(commands)
     }
 
     pub async fn delete(&self, key: &str) -> StoreResult<()> {
