@@ -526,19 +526,14 @@ struct Loaded {
     done: bool,
     /// The conversation's stored state, when it was read.
     state: Option<Option<Vec<u8>>>,
-    /// The inbound limits' answer, when they were charged with the read.
-    allowed: Option<bool>,
 }
 
 /// What the worker reads before handling an entry (`Worker::load`).
-struct Plan<'a> {
+struct Plan {
     /// The entry's done mark.
     done: String,
     /// The conversation's state, for an event the assistant answers.
     state: Option<String>,
-    /// A customer's event on a known channel is charged to the inbound
-    /// limits with the read, where the store can.
-    charge: Option<&'a InboundEvent>,
 }
 
 /// See `Worker::inbound_cells`.
@@ -584,24 +579,20 @@ impl Worker {
     ) -> Option<StreamAck> {
         let ack = item.ack.take();
         if !self.durable {
-            let (_, outcome) = self.handle(&item.entry, item.received, None, None).await;
+            let (_, outcome) = self.handle(&item.entry, item.received, None).await;
             if let Err(error) = self.write(outcome).await {
                 warn!(error = %error, "event handled but its outcome not kept");
             }
             return ack;
         }
-        let Plan {
-            done,
-            state,
-            charge,
-        } = self.plan(&item.entry);
+        let Plan { done, state } = self.plan(&item.entry);
         let started = Instant::now();
         let mut wait = Duration::from_millis(100);
         let mut loaded = item.loaded.take();
         loop {
             let load = match loaded.take() {
                 Some(loaded) => Ok(loaded),
-                None => self.load(&done, state.as_deref(), charge).await,
+                None => self.load(&done, state.as_deref()).await,
             };
             let error = match load {
                 // Handled before a crash and acknowledged only now.
@@ -609,11 +600,9 @@ impl Worker {
                 Ok(Loaded {
                     done: false,
                     state: prefetched,
-                    allowed,
                 }) => {
-                    let (error, outcome) = self
-                        .handle(&item.entry, item.received, prefetched, allowed)
-                        .await;
+                    let (error, outcome) =
+                        self.handle(&item.entry, item.received, prefetched).await;
                     match error {
                         Some(error) if is_unavailable(&error) => error,
                         // Handled, or failed for good (recorded): either way
@@ -673,7 +662,7 @@ impl Worker {
     }
 
     /// What to read before handling `entry`.
-    fn plan<'a>(&self, entry: &'a InboxEntry) -> Plan<'a> {
+    fn plan(&self, entry: &InboxEntry) -> Plan {
         let done = match entry {
             InboxEntry::Event(event) => done_key(event),
             InboxEntry::Control(control) => control_done_key(control),
@@ -685,89 +674,20 @@ impl Worker {
             }
             _ => None,
         };
-        // A customer's event is charged to the inbound limits with that
-        // read too, where the store can (see `load`).
-        let charge = match entry {
-            InboxEntry::Event(event)
-                if state.is_some()
-                    && event.is_from_customer()
-                    && self.registry.get(event.channel.as_str()).is_some() =>
-            {
-                Some(event)
-            }
-            _ => None,
-        };
-        Plan {
-            done,
-            state,
-            charge,
-        }
+        Plan { done, state }
     }
 
-    /// `load`'s single script run for `entry` as a command to send behind
-    /// a commit (`RedisStore::commit_then`), with the logical key of the
-    /// state it reads; `None` where `load` would do something else.
-    fn load_command(&self, entry: &InboxEntry) -> Option<(redis::Cmd, String)> {
-        let ChannelLimiter::Shared(limiter) = &self.inbound_limits else {
-            return None;
-        };
-        let Plan {
-            done,
-            state: Some(state),
-            charge: Some(event),
-        } = self.plan(entry)
-        else {
-            return None;
-        };
-        let cells = self.inbound_cells(event);
-        let command = limiter.read_then_pair_command(
-            (&done, &state),
-            &cells.tag,
-            ((&cells.sender_key, cells.sender), ("c", cells.channel)),
-        )?;
-        Some((command, state))
-    }
-
-    /// Whether `done` is marked, (when asked) the stored state, and (for
-    /// `charge`) whether the event was within its inbound limits. On a
-    /// single Redis node all three are one script run (`ratelimit`'s
-    /// READ_THEN_CHARGE_PAIR), the state and mark alone one pipeline.
-    async fn load(
-        &self,
-        done: &str,
-        state: Option<&str>,
-        charge: Option<&InboundEvent>,
-    ) -> Result<Loaded, StoreError> {
-        if let (Some(state), Some(event), ChannelLimiter::Shared(limiter)) =
-            (state, charge, &self.inbound_limits)
-        {
-            let cells = self.inbound_cells(event);
-            let read = limiter
-                .read_then_try_acquire_pair(
-                    (done, state),
-                    &cells.tag,
-                    ((&cells.sender_key, cells.sender), ("c", cells.channel)),
-                )
-                .await;
-            if let Some(read) = read {
-                let read = read?;
-                return Ok(Loaded {
-                    done: read.marked,
-                    // A state that cannot be opened is met again (and
-                    // recorded) by processing.
-                    state: read.second.ok(),
-                    allowed: read.charged,
-                });
-            }
-        }
-        let loaded = |done, state| Loaded {
-            done,
-            state,
-            allowed: None,
-        };
+    /// Whether `done` is marked and (when asked) the stored state: one
+    /// round trip on a single Redis node.
+    async fn load(&self, done: &str, state: Option<&str>) -> Result<Loaded, StoreError> {
         if let (Some(state), Some(redis)) = (state, self.store.as_redis()) {
             match redis.get_pair(done, state).await {
-                Ok((mark, stored)) => return Ok(loaded(mark.is_some(), Some(stored))),
+                Ok((mark, stored)) => {
+                    return Ok(Loaded {
+                        done: mark.is_some(),
+                        state: Some(stored),
+                    });
+                }
                 Err(error @ StoreError::Unavailable(_)) => return Err(error),
                 // A state that cannot be opened (sealed with a retired key):
                 // read the mark alone and let processing meet the state and
@@ -775,13 +695,14 @@ impl Worker {
                 Err(StoreError::Corrupt(_)) => {}
             }
         }
-        match self.store.get(done).await {
-            Ok(mark) => Ok(loaded(mark.is_some(), None)),
+        let done = match self.store.get(done).await {
+            Ok(mark) => mark.is_some(),
             // The mark is there but cannot be opened (sealed with a retired
             // key): its presence is all it says, so the event was handled.
-            Err(StoreError::Corrupt(_)) => Ok(loaded(true, None)),
-            Err(error) => Err(error),
-        }
+            Err(StoreError::Corrupt(_)) => true,
+            Err(error) => return Err(error),
+        };
+        Ok(Loaded { done, state: None })
     }
 
     /// Keeps a handled event's outcome without a durable inbox: the state
@@ -852,24 +773,34 @@ impl Worker {
         if let Some(ack) = ack {
             writes.push(ack.write());
         }
-        let read_next = next
-            .filter(|next| next.loaded.is_none())
-            .and_then(|next| Some((self.load_command(&next.entry)?, next)));
-        let Some(((command, state), next)) = read_next else {
+        // The next event's `load` (its done mark and state), when it is an
+        // event the assistant answers; anything else reads on its own.
+        let read_next = next.filter(|next| next.loaded.is_none()).and_then(|next| {
+            let Plan {
+                done,
+                state: Some(state),
+            } = self.plan(&next.entry)
+            else {
+                return None;
+            };
+            Some((done, state, next))
+        });
+        let Some((next_done, next_state, next)) = read_next else {
             return redis.commit(&writes).await;
         };
-        let (committed, reply) = redis.commit_then(&writes, command).await;
-        if let (Some(reply), ChannelLimiter::Shared(limiter)) = (reply, &self.inbound_limits) {
-            // An error reply (the script gone after a Redis restart) leaves
-            // the read to `load`.
-            if let Ok(read) = limiter.read_pair_from(&state, reply) {
-                self.metrics.reads_ahead.inc();
-                next.loaded = Some(Loaded {
-                    done: read.marked,
-                    state: read.second.ok(),
-                    allowed: read.charged,
-                });
-            }
+        let (committed, replies) = redis
+            .commit_then(&writes, redis.pair_reads(&next_done, &next_state))
+            .await;
+        // A reply that cannot be used (a state that cannot be opened, say)
+        // leaves the read to `load`, which knows what to do with it.
+        if let Some(Ok((mark, stored))) =
+            replies.map(|replies| redis.read_pair(&next_done, &next_state, replies))
+        {
+            self.metrics.reads_ahead.inc();
+            next.loaded = Some(Loaded {
+                done: mark.is_some(),
+                state: Some(stored),
+            });
         }
         committed
     }
@@ -877,14 +808,12 @@ impl Worker {
     /// Processes one event, records metrics, and gives back the error when
     /// it failed (after recording it, unless the store itself is down),
     /// with what is left to write. `prefetched` is the conversation's
-    /// stored state when the caller read it already, `allowed` the inbound
-    /// limits' answer when the caller charged them already.
+    /// stored state when the caller read it already.
     async fn handle(
         &self,
         entry: &InboxEntry,
         received: Instant,
         prefetched: Option<Option<Vec<u8>>>,
-        allowed: Option<bool>,
     ) -> (Option<ProcessError>, Outcome) {
         let event = match entry {
             InboxEntry::Event(event) => event,
@@ -899,10 +828,7 @@ impl Worker {
             channel = %event.channel,
             event_id = %event.event_id,
         );
-        let result = self
-            .process(event, prefetched, allowed)
-            .instrument(span)
-            .await;
+        let result = self.process(event, prefetched).instrument(span).await;
         let (label, error, outcome) = match result {
             Ok((label, outcome)) => (label, None, outcome),
             Err(error) if self.durable && is_unavailable(&error) => {
@@ -935,7 +861,6 @@ impl Worker {
         &self,
         event: &InboundEvent,
         prefetched: Option<Option<Vec<u8>>>,
-        allowed: Option<bool>,
     ) -> Result<(&'static str, Outcome), ProcessError> {
         let nothing = |label| Ok((label, Outcome::default()));
         // Business-side events are recorded where useful and never answered.
@@ -963,14 +888,8 @@ impl Worker {
             return Err(ProcessError::UnknownChannel);
         };
         let conversation = &event.conversation;
-        if event.is_from_customer() {
-            let allowed = match allowed {
-                Some(allowed) => self.counted(event, allowed),
-                None => self.inbound_allowed(event).await,
-            };
-            if !allowed {
-                return Ok((self.slow_down(event).await?, Outcome::default()));
-            }
+        if event.is_from_customer() && !self.inbound_allowed(event).await {
+            return Ok((self.slow_down(event).await?, Outcome::default()));
         }
         // The assistant gets the event, its text capped, by reference.
         let input = {
@@ -1312,12 +1231,6 @@ impl Worker {
                 ("c", cells.channel),
             )
             .await;
-        self.counted(event, allowed)
-    }
-
-    /// Counts an event turned away by the inbound limits; gives `allowed`
-    /// back.
-    fn counted(&self, event: &InboundEvent, allowed: bool) -> bool {
         if !allowed {
             self.metrics
                 .events

@@ -1,11 +1,15 @@
 //! Rate limits for outbound sends: one per channel (the platform's per-bot
-//! / per-page / per-number limit) and one per chat.
+//! / per-page / per-number limit) and one per chat; and the inbound abuse
+//! limits: one per sender and one per channel.
 //!
 //! A chat's replies all go out from the replica that holds its outbox
-//! partition, so per-chat buckets live in that process. A channel's limit
-//! is shared by every replica, so with Redis it is one GCRA cell in Redis
-//! (`sb:v1:rate:{channel}`); should Redis not answer, the local bucket
-//! keeps pacing rather than stopping replies.
+//! partition, and a conversation's events are all handled by the replica
+//! that holds its inbox partition, so per-chat and per-sender buckets live
+//! in that process. A channel's limit is shared by every replica, so with
+//! Redis it is one GCRA cell in Redis (`sb:v1:rate:{channel}`, inbound
+//! `sb:v1:rate:{in:<platform>:<channel>:c}`); should Redis not answer, the
+//! local bucket keeps pacing rather than stopping replies. This module
+//! decides nothing about what a limited event gets (the pipeline does).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -200,80 +204,14 @@ struct Lease {
     until: Instant,
 }
 
-/// Two GCRA cells at once, both or neither, as a Lua function the scripts
-/// below share: `charge_pair(first, second)` charges `first` with
-/// ARGV[1..2] (a sender's interval and burst), then `second` with
-/// ARGV[3..4] (its channel's), and returns 0 when both tokens were taken,
-/// else the milliseconds to wait. A sender turned away by the channel
-/// limit keeps its token. A cell lives 10 s past the moment it is full
-/// again (a cell gone and a full one charge the same): a customer's next
-/// message within that time overwrites the key instead of creating it
-/// anew, and Redis does not expire (and log a `DEL` for) a cell per
-/// message.
-const CHARGE_PAIR_FN: &str = r"
-local function charge_pair(first_key, second_key)
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-  local function cell(key, interval, burst)
-    local tat = tonumber(redis.call('GET', key) or now)
-    if tat < now then tat = now end
-    local tolerance = interval * (burst - 1)
-    if now < tat - tolerance then
-      return nil, math.ceil(tat - tolerance - now)
-    end
-    return tat + interval, 0
-  end
-  local first, wait = cell(first_key, tonumber(ARGV[1]), tonumber(ARGV[2]))
-  if not first then return wait end
-  local second, wait2 = cell(second_key, tonumber(ARGV[3]), tonumber(ARGV[4]))
-  if not second then return wait2 end
-  redis.call('SET', first_key, tostring(first), 'PX', math.ceil(first - now) + 10000)
-  redis.call('SET', second_key, tostring(second), 'PX', math.ceil(second - now) + 10000)
-  return 0
-end
-";
-
-/// The pair alone: KEYS[1] a sender's cell, KEYS[2] its channel's. One
-/// round trip and one script run instead of two.
-const GCRA_PAIR: &str = r"
-return charge_pair(KEYS[1], KEYS[2])
-";
-
-/// The pair behind two reads, for the worker's first look at an event:
-/// KEYS[1] (its done mark) and KEYS[2] (its conversation's state) are
-/// read, and unless the mark is there the cells KEYS[3] and KEYS[4] are
-/// charged. Returns {mark, state, wait}: the values or nil, and 0 when
-/// both tokens were taken. One round trip and one script run where the
-/// worker made two of each, and an event handled already is not charged
-/// again.
-const READ_THEN_CHARGE_PAIR: &str = r"
-local mark = redis.call('GET', KEYS[1])
-local state = redis.call('GET', KEYS[2])
-if mark then return {mark, state, 0} end
-return {false, state, charge_pair(KEYS[3], KEYS[4])}
-";
-
-/// What [`SharedLimiter::read_then_try_acquire_pair`] found.
-#[derive(Debug)]
-pub struct ReadPair {
-    /// Whether the first key (a mark) is set. A mark that cannot be
-    /// opened (sealed with a retired key) still counts: its presence is
-    /// what it says.
-    pub marked: bool,
-    /// The second key's value, opened; an error when it cannot be.
-    pub second: Result<Option<Vec<u8>>, crate::store::StoreError>,
-    /// Whether both tokens were taken; `None` when the mark was set and
-    /// nothing was charged.
-    pub charged: Option<bool>,
-}
-
 /// A channel limit shared by every replica through Redis.
 pub struct SharedLimiter {
     store: std::sync::Arc<crate::store::RedisStore>,
     script: redis::Script,
-    pair: redis::Script,
-    read_then_pair: redis::Script,
     fallback: KeyedLimiter,
+    /// Inbound senders' buckets: kept here alone (see
+    /// [`SharedLimiter::try_acquire_pair`]).
+    senders: KeyedLimiter,
     /// Tokens taken ahead, by key (see [`LEASE_WINDOW`]). One lock per
     /// key, held across the refill, so lanes sending on one channel wait
     /// for one script run instead of each taking a window's worth.
@@ -291,9 +229,8 @@ impl SharedLimiter {
         Self {
             store,
             script: redis::Script::new(GCRA_TAKE),
-            pair: redis::Script::new(&format!("{CHARGE_PAIR_FN}{GCRA_PAIR}")),
-            read_then_pair: redis::Script::new(&format!("{CHARGE_PAIR_FN}{READ_THEN_CHARGE_PAIR}")),
             fallback: KeyedLimiter::default(),
+            senders: KeyedLimiter::default(),
             leases: Mutex::new(HashMap::new()),
         }
     }
@@ -306,21 +243,7 @@ impl SharedLimiter {
         if batch <= 1 {
             return self.acquire_one(key, rate).await;
         }
-        let lease = {
-            let mut leases = self
-                .leases
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            leases
-                .entry(key.to_owned())
-                .or_insert_with(|| {
-                    std::sync::Arc::new(tokio::sync::Mutex::new(Lease {
-                        left: 0,
-                        until: Instant::now(),
-                    }))
-                })
-                .clone()
-        };
+        let lease = self.lease(key);
         let mut lease = lease.lock().await;
         loop {
             if lease.left > 0 && Instant::now() < lease.until {
@@ -342,6 +265,43 @@ impl SharedLimiter {
                 Err(_) => return self.fallback.acquire(key, rate).await,
             }
         }
+    }
+
+    /// As [`Self::acquire`] without waiting: whether a token was free.
+    pub async fn try_acquire(&self, key: &str, rate: Rate) -> bool {
+        let lease = self.lease(key);
+        let mut lease = lease.lock().await;
+        if lease.left > 0 && Instant::now() < lease.until {
+            lease.left -= 1;
+            return true;
+        }
+        let asked = Instant::now();
+        match self.take(key, rate, lease_batch(rate)).await {
+            Ok(Ok(taken)) => {
+                lease.left = taken - 1;
+                lease.until = asked + LEASE_WINDOW;
+                true
+            }
+            Ok(Err(_)) => false,
+            Err(_) => self.fallback.try_acquire(key, rate),
+        }
+    }
+
+    /// The tokens this replica holds for `key`.
+    fn lease(&self, key: &str) -> std::sync::Arc<tokio::sync::Mutex<Lease>> {
+        let mut leases = self
+            .leases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        leases
+            .entry(key.to_owned())
+            .or_insert_with(|| {
+                std::sync::Arc::new(tokio::sync::Mutex::new(Lease {
+                    left: 0,
+                    until: Instant::now(),
+                }))
+            })
+            .clone()
     }
 
     /// [`Self::acquire`] one token at a time.
@@ -397,146 +357,73 @@ fn lease_batch(rate: Rate) -> u64 {
 }
 
 impl SharedLimiter {
-    /// Takes a token from `first` and one from `second`, or neither. Both
-    /// keys carry `tag` as their hash tag, so on a cluster they share a
-    /// slot and one script can touch both.
+    /// An inbound event's pair: a token from its sender's bucket `first`
+    /// and one from its channel's cell `second`, or neither (a sender
+    /// turned away by the channel keeps its token). The sender's bucket is
+    /// kept in this process: a conversation's events are all handled by
+    /// the replica holding its inbox partition, so that replica alone
+    /// counts its sender, and the event needs no round trip for it (a
+    /// lease moving to another replica starts that sender afresh there).
+    /// The channel's is shared by every replica, taken a
+    /// [`LEASE_WINDOW`]'s worth at a time when its rate allows more than a
+    /// token a window (`sb:v1:rate:{<tag>}`).
     pub async fn try_acquire_pair(
         &self,
         tag: &str,
         first: (&str, Rate),
         second: (&str, Rate),
     ) -> bool {
-        let key = |name: &str| self.store.key(&format!("sb:v1:rate:{{{tag}}}:{name}"));
-        let mut connection = self.store.connection();
-        let wait: Result<u64, _> = self
-            .store
-            .call(
-                "rate limit",
-                self.pair
-                    .key(key(first.0))
-                    .key(key(second.0))
-                    .arg(1000.0 / first.1.per_second)
-                    .arg(first.1.burst)
-                    .arg(1000.0 / second.1.per_second)
-                    .arg(second.1.burst)
-                    .invoke_async(&mut connection),
-            )
-            .await;
-        match wait {
-            Ok(wait) => wait == 0,
-            Err(_) => self.fallback.try_acquire_pair(tag, first, second),
+        if !self.senders.has_token(tag, first) {
+            return false;
         }
+        if !self
+            .try_acquire(&format!("{tag}:{}", second.0), second.1)
+            .await
+        {
+            return false;
+        }
+        // A sender's events are handled one at a time (one conversation,
+        // one lane), so the token checked above is still there.
+        self.senders.try_take(tag, first)
     }
 }
-
-impl SharedLimiter {
-    /// Reads the logical keys `first` and `second` and, unless `first` is
-    /// set, takes a token from each cell as [`Self::try_acquire_pair`]
-    /// does: one round trip. Single Redis node only (the four keys span
-    /// slots); on a cluster, `None`, and the caller reads and charges
-    /// apart. Unlike `try_acquire_pair`, a failed call is an error, not a
-    /// local fallback: the reads are what the caller cannot do without.
-    pub async fn read_then_try_acquire_pair(
-        &self,
-        keys: (&str, &str),
-        tag: &str,
-        cells: ((&str, Rate), (&str, Rate)),
-    ) -> Option<Result<ReadPair, crate::store::StoreError>> {
-        let parts = self.read_then_pair_parts(keys, tag, cells)?;
-        let mut invocation = self.read_then_pair.prepare_invoke();
-        for key in &parts[..4] {
-            invocation.key(key);
-        }
-        for arg in &parts[4..] {
-            invocation.arg(arg);
-        }
-        let mut connection = self.store.connection();
-        let read = self
-            .store
-            .call(
-                "read and rate limit",
-                invocation.invoke_async(&mut connection),
-            )
-            .await;
-        Some(read.and_then(|raw| self.read_pair(keys.1, raw)))
-    }
-
-    /// [`Self::read_then_try_acquire_pair`] as one command to send behind
-    /// others in a pipeline (`EVALSHA`; [`Self::read_pair_from`] reads its
-    /// reply). `None` on a cluster.
-    pub fn read_then_pair_command(
-        &self,
-        keys: (&str, &str),
-        tag: &str,
-        cells: ((&str, Rate), (&str, Rate)),
-    ) -> Option<redis::Cmd> {
-        let parts = self.read_then_pair_parts(keys, tag, cells)?;
-        let mut command = redis::cmd("EVALSHA");
-        command.arg(self.read_then_pair.get_hash()).arg(4);
-        for part in &parts {
-            command.arg(part);
-        }
-        Some(command)
-    }
-
-    /// What the reply to [`Self::read_then_pair_command`] says; `second`
-    /// is the logical key it read second. An error reply (`NOSCRIPT` after
-    /// Redis restarted, say) is an error: the caller asks again with
-    /// [`Self::read_then_try_acquire_pair`], which loads the script.
-    pub fn read_pair_from(
-        &self,
-        second: &str,
-        reply: redis::Value,
-    ) -> Result<ReadPair, crate::store::StoreError> {
-        let raw = reply
-            .extract_error()
-            .and_then(redis::from_owned_redis_value)
-            .map_err(|error| crate::store::redis::map_error(&error))?;
-        self.read_pair(second, raw)
-    }
-
-    /// The script's four keys, then its four arguments; `None` on a
-    /// cluster.
-    fn read_then_pair_parts(
-        &self,
-        (first, second): (&str, &str),
-        tag: &str,
-        cells: ((&str, Rate), (&str, Rate)),
-    ) -> Option<[String; 8]> {
-        if self.store.is_cluster() {
-            return None;
-        }
-        let cell = |name: &str| self.store.key(&format!("sb:v1:rate:{{{tag}}}:{name}"));
-        let ((sender, sender_rate), (channel, channel_rate)) = cells;
-        Some([
-            self.store.key(first),
-            self.store.key(second),
-            cell(sender),
-            cell(channel),
-            (1000.0 / sender_rate.per_second).to_string(),
-            sender_rate.burst.to_string(),
-            (1000.0 / channel_rate.per_second).to_string(),
-            channel_rate.burst.to_string(),
-        ])
-    }
-
-    fn read_pair(
-        &self,
-        second: &str,
-        (mark, state, wait): RawReadPair,
-    ) -> Result<ReadPair, crate::store::StoreError> {
-        Ok(ReadPair {
-            charged: mark.is_none().then_some(wait == 0),
-            marked: mark.is_some(),
-            second: self.store.opened(second, &self.store.key(second), state),
-        })
-    }
-}
-
-/// The mark, the state (both as stored), and the wait.
-type RawReadPair = (Option<Vec<u8>>, Option<Vec<u8>>, u64);
 
 impl KeyedLimiter {
+    /// Whether `key` (under `tag`) has a token, without taking it.
+    fn has_token(&self, tag: &str, (key, rate): (&str, Rate)) -> bool {
+        let slot = self.digester.digest((tag, key));
+        let now = Instant::now();
+        self.buckets(now)
+            .map
+            .entry(slot)
+            .or_insert_with(|| Bucket::new(rate, now))
+            .has_token(now)
+    }
+
+    /// Takes a token from `key` (under `tag`) when it has one.
+    fn try_take(&self, tag: &str, (key, rate): (&str, Rate)) -> bool {
+        let slot = self.digester.digest((tag, key));
+        let now = Instant::now();
+        self.buckets(now)
+            .map
+            .entry(slot)
+            .or_insert_with(|| Bucket::new(rate, now))
+            .take(now)
+            .is_none()
+    }
+
+    /// A token from `key` if one is free now.
+    pub fn try_acquire(&self, key: &str, rate: Rate) -> bool {
+        let slot = self.digester.digest(key);
+        let now = Instant::now();
+        self.buckets(now)
+            .map
+            .entry(slot)
+            .or_insert_with(|| Bucket::new(rate, now))
+            .take(now)
+            .is_none()
+    }
+
     /// Local [`SharedLimiter::try_acquire_pair`]: checks both before taking
     /// either.
     pub fn try_acquire_pair(&self, tag: &str, first: (&str, Rate), second: (&str, Rate)) -> bool {
@@ -825,28 +712,79 @@ mod tests {
         check_pairs(&ChannelLimiter::Shared(SharedLimiter::new(store))).await;
     }
 
-    /// A charged cell outlives the moment it is full again by 10 s, so a
-    /// customer's next message overwrites it rather than creating it after
-    /// Redis expired it (and logged a `DEL`).
+    /// On Redis an inbound event's sender is counted in this process (the
+    /// replica holding its conversation's partition is the only one that
+    /// sees it) and its channel in Redis, a window's worth at a time when
+    /// the rate allows: no sender cell in Redis, a script run per window
+    /// rather than per event, and the channel's limit holds across
+    /// replicas.
     #[tokio::test]
-    async fn inbound_cells_live_ten_seconds_past_full() {
+    async fn inbound_senders_are_counted_here_and_channels_in_redis_a_window_at_a_time() {
         let server = switchboard_testkit::RedisServer::start();
+        assert!(server.is_private(), "counts this Redis's script runs");
         let store = crate::store::test_support::redis_store(server.url(), "", &[]).await;
-        let limiter = SharedLimiter::new(store);
-        let fast = Rate {
-            burst: 10.0,
-            per_second: 1000.0,
-        };
-        assert!(
-            limiter
-                .try_acquire_pair("in:t:c", ("s:a", fast), ("c", fast))
-                .await
+        let (one, other) = (
+            SharedLimiter::new(store.clone()),
+            SharedLimiter::new(store.clone()),
         );
+        let sender = Rate {
+            burst: 5.0,
+            per_second: 0.5,
+        };
+        let fast = Rate {
+            burst: 1000.0,
+            per_second: 10_000.0,
+        };
         let mut connection = server.connection();
-        for cell in ["sb:v1:rate:{in:t:c}:s:a", "sb:v1:rate:{in:t:c}:c"] {
-            let ttl_ms: i64 = redis::cmd("PTTL").arg(cell).query(&mut connection).unwrap();
-            assert!((9_000..=10_100).contains(&ttl_ms), "{cell}: {ttl_ms} ms");
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query(&mut connection)
+            .unwrap();
+        let started = Instant::now();
+        for n in 0..50 {
+            let who = format!("s:{n}");
+            assert!(
+                one.try_acquire_pair("in:t:c", (&who, sender), ("c", fast))
+                    .await
+            );
         }
+        // At most one run a window (a slow machine may need several), and
+        // the first is asked twice (NOSCRIPT, then with the script loaded).
+        let windows = started.elapsed().as_millis() / LEASE_WINDOW.as_millis() + 2;
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut connection)
+            .unwrap();
+        let runs: u64 = stats
+            .lines()
+            .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|calls| calls.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            runs >= 1 && u128::from(runs) <= windows && runs < 50,
+            "{runs} script runs for 50 events in {windows} windows"
+        );
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut connection).unwrap();
+        assert_eq!(keys, ["sb:v1:rate:{in:t:c:c}"], "only the channel's cell");
+
+        // A slow channel: its burst is shared by both replicas.
+        let slow = Rate {
+            burst: 3.0,
+            per_second: 0.01,
+        };
+        let mut allowed = 0;
+        for n in 0..6 {
+            let limiter = if n % 2 == 0 { &one } else { &other };
+            let who = format!("s:{n}");
+            if limiter
+                .try_acquire_pair("in:t:slow", (&who, sender), ("c", slow))
+                .await
+            {
+                allowed += 1;
+            }
+        }
+        assert_eq!(allowed, 3, "the channel's burst, across replicas");
     }
 
     #[tokio::test]

@@ -21,9 +21,9 @@ async fn a_flooding_sender_gets_one_slow_down_and_the_rest_is_dropped() {
     app.stop().await;
 }
 
-/// On Redis the limit is charged in the same script run that reads the
-/// event's done mark and state, and is shared by the replicas: a flood
-/// spread over two of them gets the same answer as one.
+/// On Redis a flood spread over two replicas gets the same answer as one:
+/// the replica holding the conversation's partition handles (and counts)
+/// every message of that sender, whichever replica took the webhook.
 #[tokio::test]
 async fn a_flood_spread_over_replicas_on_redis_gets_one_slow_down_too() {
     let server = RedisServer::start();

@@ -750,7 +750,7 @@ mod conformance {
         let get = |key: &str| {
             let mut get = ::redis::cmd("GET");
             get.arg(store.key(key));
-            get
+            vec![get]
         };
         let id = pending_entry(&store, inbox).await;
         let writes = [
@@ -766,8 +766,8 @@ mod conformance {
         ];
         let (committed, reply) = store.commit_then(&writes, get(&state)).await;
         committed.unwrap();
-        let stored = match reply {
-            Some(::redis::Value::BulkString(bytes)) => bytes,
+        let stored = match reply.as_deref() {
+            Some([::redis::Value::BulkString(bytes)]) => bytes.clone(),
             other => panic!("expected the state, got {other:?}"),
         };
         let opened = store
@@ -783,12 +783,12 @@ mod conformance {
                     stream: inbox,
                     id: &id,
                 }],
-                ::redis::cmd("EVALSHA").arg("0".repeat(40)).arg(0).clone(),
+                vec![::redis::cmd("EVALSHA").arg("0".repeat(40)).arg(0).clone()],
             )
             .await;
         committed.unwrap();
-        match reply {
-            Some(reply @ ::redis::Value::ServerError(_)) => {
+        match reply.as_deref() {
+            Some([reply @ ::redis::Value::ServerError(_)]) => {
                 assert!(format!("{reply:?}").contains("NOSCRIPT"), "{reply:?}");
             }
             other => panic!("expected NOSCRIPT, got {other:?}"),

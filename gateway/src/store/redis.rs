@@ -216,6 +216,9 @@ impl fmt::Debug for RedisStore {
     }
 }
 
+/// Two values read together ([`RedisStore::get_pair`]), opened.
+pub type Pair = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// One write of [`RedisStore::commit`].
 #[derive(Debug)]
 pub enum Write<'a> {
@@ -514,28 +517,48 @@ impl RedisStore {
 
     /// Two [`RedisStore::get`]s in one round trip on a single node; one
     /// after the other on a cluster (the keys live in different slots).
-    pub async fn get_pair(
-        &self,
-        first: &str,
-        second: &str,
-    ) -> StoreResult<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    pub async fn get_pair(&self, first: &str, second: &str) -> StoreResult<Pair> {
         if self.is_cluster() {
             return Ok((self.get(first).await?, self.get(second).await?));
         }
-        let (first_key, second_key) = (self.key(first), self.key(second));
         let mut pipeline = redis::pipe();
-        pipeline
-            .cmd("GET")
-            .arg(&first_key)
-            .cmd("GET")
-            .arg(&second_key);
+        for read in self.pair_reads(first, second) {
+            pipeline.add_command(read);
+        }
         let mut connection = self.connection();
-        let (a, b): (Option<Vec<u8>>, Option<Vec<u8>>) = self
-            .call("GET", pipeline.query_async(&mut connection))
+        let replies: Vec<Value> = self
+            .call("GET", connection.req_packed_commands(&pipeline, 0, 2))
             .await?;
+        self.read_pair(first, second, replies)
+    }
+
+    /// [`RedisStore::get_pair`]'s two commands, to send behind others
+    /// (`commit_then`); [`RedisStore::read_pair`] reads their replies.
+    pub fn pair_reads(&self, first: &str, second: &str) -> Vec<Cmd> {
+        [first, second]
+            .into_iter()
+            .map(|logical| {
+                let mut get = redis::cmd("GET");
+                get.arg(self.key(logical));
+                get
+            })
+            .collect()
+    }
+
+    /// The values in the replies to [`RedisStore::pair_reads`], opened.
+    pub fn read_pair(&self, first: &str, second: &str, replies: Vec<Value>) -> StoreResult<Pair> {
+        let [a, b]: [Value; 2] = replies.try_into().map_err(|_| {
+            StoreError::Unavailable("redis: two reads answered with the wrong count".to_owned())
+        })?;
+        let value = |reply: Value| -> StoreResult<Option<Vec<u8>>> {
+            reply
+                .extract_error()
+                .and_then(redis::from_owned_redis_value)
+                .map_err(|error| map_error(&error))
+        };
         Ok((
-            self.opened(first, &first_key, a)?,
-            self.opened(second, &second_key, b)?,
+            self.opened(first, &self.key(first), value(a)?)?,
+            self.opened(second, &self.key(second), value(b)?)?,
         ))
     }
 
@@ -602,17 +625,17 @@ impl RedisStore {
             .await
     }
 
-    /// [`RedisStore::commit`] with one more command behind it in the same
+    /// [`RedisStore::commit`] with more commands behind it in the same
     /// round trip, on a single node: Redis runs one connection's commands
     /// in order, so `then` sees the writes. Gives the commit's result and,
-    /// when it went through, `then`'s reply as Redis sent it (an error
-    /// reply included). On a cluster, or with nothing to write, `then` is
-    /// not sent: the caller asks for it on its own.
+    /// when it went through, `then`'s replies as Redis sent them (error
+    /// replies included). On a cluster, or with nothing to write, `then`
+    /// is not sent: the caller asks on its own.
     pub async fn commit_then(
         &self,
         writes: &[Write<'_>],
-        then: Cmd,
-    ) -> (StoreResult<()>, Option<Value>) {
+        then: Vec<Cmd>,
+    ) -> (StoreResult<()>, Option<Vec<Value>>) {
         if self.is_cluster() || writes.is_empty() {
             return (self.commit(writes).await, None);
         }
@@ -631,7 +654,10 @@ impl RedisStore {
         if transaction {
             pipeline.cmd("EXEC");
         }
-        pipeline.add_command(then);
+        let replies_to_then = then.len();
+        for command in then {
+            pipeline.add_command(command);
+        }
         let mut connection = self.connection();
         let count = pipeline.len();
         let replies = self
@@ -649,7 +675,7 @@ impl RedisStore {
             }
             Err(error) => return (Err(error), None),
         };
-        let then = replies.pop();
+        let then = replies.split_off(count - replies_to_then);
         // Every write's reply (MULTI's, the QUEUED ones and EXEC's, or the
         // single write's): the first error fails the commit, as `commit`
         // fails on it.
@@ -664,7 +690,7 @@ impl RedisStore {
             reply => reply.extract_error().map(drop),
         });
         match committed {
-            Ok(()) => (Ok(()), then),
+            Ok(()) => (Ok(()), Some(then)),
             Err(error) => (Err(map_error(&error)), None),
         }
     }
