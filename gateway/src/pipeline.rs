@@ -1194,8 +1194,9 @@ impl Worker {
         }
     }
 
-    /// The inbound limits' two cells for an event: its sender's and its
-    /// channel's, both under the channel's tag (one script run per event).
+    /// The inbound limits' two cells for an event: its sender's (counted
+    /// by this replica) and its channel's (shared), both under the
+    /// channel's tag.
     fn inbound_cells(&self, event: &InboundEvent) -> InboundCells {
         let abuse = &self.abuse;
         let sender_key = {
