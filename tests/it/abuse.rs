@@ -33,9 +33,42 @@ async fn a_flood_spread_over_replicas_on_redis_gets_one_slow_down_too() {
     );
     let first = spawn_app_with(&store, &FLOOD_LIMITS).await;
     let second = spawn_app_with(&store, &FLOOD_LIMITS).await;
+    // A partition moving mid-flood would start its sender's count afresh
+    // on the new holder (as a deploy does): flood once the two replicas
+    // have shared the inbox out.
+    inbox_shared_by(&server, 2).await;
     flood(&[&first, &second]).await;
     first.stop().await;
     second.stop().await;
+}
+
+/// Waits (15 s at most) until `replicas` replicas hold the inbox's
+/// partition leases in equal shares.
+async fn inbox_shared_by(server: &RedisServer, replicas: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut connection = server.connection();
+    loop {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("sb:v1:lease:{inbox-*")
+            .query(&mut connection)
+            .unwrap();
+        let mut holders = std::collections::HashMap::<String, usize>::new();
+        for key in &keys {
+            let holder: Option<String> = redis::cmd("GET").arg(key).query(&mut connection).unwrap();
+            if let Some(holder) = holder {
+                *holders.entry(holder).or_default() += 1;
+            }
+        }
+        let share = keys.len() / replicas;
+        if holders.len() == replicas && holders.values().all(|held| *held == share) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the inbox was not shared out: {holders:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Eight messages from one customer in a row, over `apps` in turn, then
