@@ -215,8 +215,12 @@ return 1
     /// letting replies pile up in Redis without bound.
     /// Single node only: the mark and the streams live in different
     /// cluster slots.
+    /// `conn`, when given, carries the script instead of the queue's
+    /// shared connection (a webhook's HTTP worker has one of its own).
+    #[allow(clippy::too_many_arguments)]
     pub async fn add_bounded_once(
         &self,
+        conn: Option<C>,
         partition_key: &str,
         payload: &[u8],
         max_per_partition: u64,
@@ -252,7 +256,7 @@ return 1
         if let Some((stream, max)) = downstream {
             invocation.key(stream).arg(max);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = conn.unwrap_or_else(|| self.conn.clone());
         let outcome: i64 = self
             .timed("XADD", invocation.invoke_async(&mut conn))
             .await?;
@@ -1459,7 +1463,7 @@ mod tests {
             let queue = &queue;
             async move {
                 queue
-                    .add_bounded_once("telegram:tg:1", mark.as_bytes(), 2, mark, ttl, None)
+                    .add_bounded_once(None, "telegram:tg:1", mark.as_bytes(), 2, mark, ttl, None)
                     .await
                     .unwrap()
             }
@@ -1520,6 +1524,7 @@ mod tests {
             async move {
                 queue
                     .add_bounded_once(
+                        None,
                         "telegram:tg:1",
                         mark.as_bytes(),
                         10,

@@ -254,6 +254,8 @@ impl Application {
         let public = HttpServer::new(move || {
             let mut app = App::new()
                 .app_data(public_state.clone())
+                // One per HTTP worker: this closure runs on each.
+                .app_data(web::Data::new(pipeline::IntakeConnection::default()))
                 .app_data(crate::routes::query_config())
                 .app_data(crate::routes::json_config())
                 // Inside the request span: the last `wrap` runs first.

@@ -15,7 +15,7 @@ use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use switchboard_model::{HandshakeError, HandshakeQuery, Headers, Platform, RawWebhook};
 use tracing::{info, warn};
 
-use crate::pipeline::{Accepted, SubmitError};
+use crate::pipeline::{Accepted, IntakeConnection, SubmitError};
 use crate::registry::Route;
 use crate::startup::AppState;
 use crate::store::{DeadLetter, dedupe_key};
@@ -340,7 +340,15 @@ async fn receive_from(
         let key = dedupe_key(label, event.channel.as_str(), event.event_id.as_str());
         match state
             .inbox
-            .accept(&state.store, event, &key, dedupe_ttl)
+            .accept(
+                &state.store,
+                request
+                    .app_data::<web::Data<IntakeConnection>>()
+                    .map(|intake| intake.get_ref()),
+                event,
+                &key,
+                dedupe_ttl,
+            )
             .await
         {
             Ok(Accepted::Queued) => accepted += 1,

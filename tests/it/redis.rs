@@ -524,3 +524,42 @@ async fn a_lane_reads_its_next_event_behind_the_commit_before_it_and_sees_that_c
     );
     app.stop().await;
 }
+
+/// A webhook's intake script goes over a Redis connection of its HTTP
+/// worker's own, opened on the first webhook, not over the connection the
+/// lanes share (where it would queue behind their commits).
+#[tokio::test]
+async fn webhooks_reach_redis_over_their_http_workers_own_connection() {
+    let server = RedisServer::start();
+    assert!(server.is_private(), "counts this Redis's clients");
+    let app = spawn_app_with(&store_section(&server), &[]).await;
+    let mut admin = server.connection();
+    let clients = |admin: &mut redis::Connection| -> Vec<String> {
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(admin).unwrap();
+        list.lines().map(str::to_owned).collect()
+    };
+    // Let the replica settle (leases taken, readers blocked in XREAD).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = clients(&mut admin);
+    let chat = 9501;
+    let status = app
+        .post_telegram("tg", Some(TG_SECRET), &telegram_text(chat, "/order 10023"))
+        .await
+        .status();
+    assert_eq!(status, 200);
+    wait_for_reply_to(&app, "9501", 1).await;
+    let after = clients(&mut admin);
+    let id = |line: &String| {
+        line.split(' ')
+            .find_map(|field| field.strip_prefix("id="))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let known: Vec<String> = before.iter().map(id).collect();
+    let new: Vec<&String> = after.iter().filter(|c| !known.contains(&id(c))).collect();
+    assert!(
+        new.iter().any(|c| c.contains("cmd=evalsha")),
+        "a new connection ran the intake script: {new:#?}\nbefore: {before:#?}"
+    );
+    app.stop().await;
+}
