@@ -351,46 +351,41 @@ impl Inbox {
 /// on the worker's runtime: a webhook's round trip to Redis stays on one
 /// thread instead of being handed to the main runtime (where the lanes
 /// keep the driver busy) and back, and it is not queued behind the lanes'
-/// commits on the shared connection. Measured: 16 % more webhooks a
-/// second at 16 connections (docs/PERFORMANCE.md, seventh session).
+/// commits on the shared connection. Measured: 7-14 % more replies a
+/// second under wrk (docs/PERFORMANCE.md, seventh session).
 #[derive(Default)]
 pub struct IntakeConnection {
-    connection: tokio::sync::OnceCell<RedisConnection>,
-    /// When opening it last failed: the shared connection serves until
-    /// [`INTAKE_RETRY`] later, rather than every webhook waiting for a
-    /// connect that is failing.
-    failed: std::sync::Mutex<Option<Instant>>,
+    connection: std::sync::OnceLock<RedisConnection>,
+    /// Held by the one webhook opening it (the others use the shared
+    /// connection meanwhile, never wait); when opening last failed: the
+    /// shared connection serves until [`INTAKE_RETRY`] later.
+    opening: tokio::sync::Mutex<Option<Instant>>,
 }
 
-/// See [`IntakeConnection::failed`].
+/// See [`IntakeConnection::opening`].
 const INTAKE_RETRY: Duration = Duration::from_secs(5);
 
 impl IntakeConnection {
     /// The worker's connection, opened now if need be; `None` (use the
-    /// shared one) while it cannot be opened.
+    /// shared one) while it is being opened or cannot be.
     pub async fn get(&self, redis: &crate::store::RedisStore) -> Option<RedisConnection> {
         if let Some(connection) = self.connection.get() {
             return Some(connection.clone());
         }
-        let failed = *self
-            .failed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Ok(mut failed) = self.opening.try_lock() else {
+            return None;
+        };
+        if let Some(connection) = self.connection.get() {
+            return Some(connection.clone());
+        }
         if failed.is_some_and(|at| at.elapsed() < INTAKE_RETRY) {
             return None;
         }
-        match self
-            .connection
-            .get_or_try_init(|| redis.dedicated_connection())
-            .await
-        {
-            Ok(connection) => Some(connection.clone()),
+        match redis.dedicated_connection().await {
+            Ok(connection) => Some(self.connection.get_or_init(|| connection).clone()),
             Err(error) => {
                 debug!(error = %error, "no intake connection of this worker's own yet; using the shared one");
-                *self
-                    .failed
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+                *failed = Some(Instant::now());
                 None
             }
         }
