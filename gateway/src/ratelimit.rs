@@ -145,16 +145,7 @@ impl KeyedLimiter {
     /// Waits until `key` may send one more message at `rate`.
     pub async fn acquire(&self, key: &str, rate: Rate) {
         loop {
-            let wait = {
-                let now = Instant::now();
-                let slot = self.digester.digest(key);
-                self.buckets(now)
-                    .map
-                    .entry(slot)
-                    .or_insert_with(|| Bucket::new(rate, now))
-                    .take(now)
-            };
-            match wait {
+            match self.with_bucket(key, rate, |bucket, now| bucket.take(now)) {
                 None => return,
                 Some(wait) => tokio::time::sleep(wait).await,
             }
@@ -389,39 +380,36 @@ impl SharedLimiter {
 }
 
 impl KeyedLimiter {
-    /// Whether `key` (under `tag`) has a token, without taking it.
-    fn has_token(&self, tag: &str, (key, rate): (&str, Rate)) -> bool {
-        let slot = self.digester.digest((tag, key));
+    /// Runs `use_it` on `key`'s bucket (a full one if it had none).
+    fn with_bucket<R>(
+        &self,
+        key: impl std::hash::Hash,
+        rate: Rate,
+        use_it: impl FnOnce(&mut Bucket, Instant) -> R,
+    ) -> R {
+        let slot = self.digester.digest(key);
         let now = Instant::now();
-        self.buckets(now)
+        let mut buckets = self.buckets(now);
+        let bucket = buckets
             .map
             .entry(slot)
-            .or_insert_with(|| Bucket::new(rate, now))
-            .has_token(now)
+            .or_insert_with(|| Bucket::new(rate, now));
+        use_it(bucket, now)
+    }
+
+    /// Whether `key` (under `tag`) has a token, without taking it.
+    fn has_token(&self, tag: &str, (key, rate): (&str, Rate)) -> bool {
+        self.with_bucket((tag, key), rate, |bucket, now| bucket.has_token(now))
     }
 
     /// Takes a token from `key` (under `tag`) when it has one.
     fn try_take(&self, tag: &str, (key, rate): (&str, Rate)) -> bool {
-        let slot = self.digester.digest((tag, key));
-        let now = Instant::now();
-        self.buckets(now)
-            .map
-            .entry(slot)
-            .or_insert_with(|| Bucket::new(rate, now))
-            .take(now)
-            .is_none()
+        self.with_bucket((tag, key), rate, |bucket, now| bucket.take(now).is_none())
     }
 
     /// A token from `key` if one is free now.
     pub fn try_acquire(&self, key: &str, rate: Rate) -> bool {
-        let slot = self.digester.digest(key);
-        let now = Instant::now();
-        self.buckets(now)
-            .map
-            .entry(slot)
-            .or_insert_with(|| Bucket::new(rate, now))
-            .take(now)
-            .is_none()
+        self.with_bucket(key, rate, |bucket, now| bucket.take(now).is_none())
     }
 
     /// Local [`SharedLimiter::try_acquire_pair`]: checks both before taking
